@@ -1,0 +1,56 @@
+# The one place that pins the Claude Code CLI used by tests, the demo and
+# the Dockerfile's default.
+CLAUDE_CODE_VERSION := 2.1.328
+STATICCHECK_VERSION := v0.8.2
+
+TOOLS      := $(CURDIR)/.tools
+CLAUDE_BIN ?= $(TOOLS)/claude/node_modules/.bin/claude
+VERSION    ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GO_LDFLAGS := -s -w -X main.version=$(VERSION)
+
+export CLAUDE_BIN
+
+.PHONY: all build demo test test-short check lint claude clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o bin/supervisor ./cmd/supervisor
+	go build -o bin/fakeapi ./cmd/fakeapi
+
+## demo: run the real Claude Code CLI under the supervisor against the
+## embedded scripted Messages API (no account, no API key) and show the mirror.
+demo: build claude
+	scripts/demo.sh
+
+## test: every test, with the race detector, including the end-to-end tests
+## that drive the real CLI (installed by `make claude`).
+test: claude
+	go test -race -count=1 -timeout 20m ./...
+
+## test-short: unit tests only; no CLI needed.
+test-short:
+	go test -race -count=1 -short ./...
+
+check: lint
+	go vet ./...
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	shellcheck scripts/*.sh .ci/run
+
+lint:
+	@command -v staticcheck >/dev/null 2>&1 || go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	staticcheck ./...
+
+## claude: install the pinned Claude Code CLI into .tools (npm; a native binary,
+## Node is only needed to install it).
+claude: $(CLAUDE_BIN)
+
+$(CLAUDE_BIN):
+	mkdir -p $(TOOLS)/claude
+	cd $(TOOLS)/claude && npm install --no-audit --no-fund --loglevel=error \
+	  @anthropic-ai/claude-code@$(CLAUDE_CODE_VERSION)
+	$(CLAUDE_BIN) --version
+
+clean:
+	rm -rf bin
