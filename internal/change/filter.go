@@ -23,9 +23,10 @@ const (
 // A path is ignored when it or any directory above it matches, so ignoring
 // "node_modules" ignores everything inside it too. Patterns use path.Match
 // syntax on slash-separated relative paths, plus "**" as a whole element for
-// any number of directories (including none). A pattern without a slash
-// matches an entry's name at any depth, as in .gitignore; a pattern with a
-// slash is anchored at the workspace root.
+// any number of directories (including none). A pattern without a slash,
+// or with only a trailing one, matches an entry's name at any depth, as in
+// .gitignore; a pattern with any other slash, a leading one included, is
+// anchored at the workspace root.
 type Filter struct {
 	stateDir string // workspace-relative; "" when the state lives outside
 	patterns []pattern
@@ -57,7 +58,9 @@ func compile(text string) (pattern, error) {
 		return pattern{}, fmt.Errorf("ignore pattern %q matches nothing", text)
 	}
 	p := pattern{text: text}
-	if strings.Contains(clean, "/") {
+	// A slash anywhere but at the end anchors the pattern, as in .gitignore:
+	// "/dist" names the top-level dist only, while "tmp/" still names any.
+	if strings.Contains(strings.TrimRight(text, "/"), "/") {
 		p.elements = strings.Split(clean, "/")
 	}
 	check := []string{clean}
