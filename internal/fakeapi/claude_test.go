@@ -195,7 +195,8 @@ func TestRealCLIPlaysE2ESession(t *testing.T) {
 	// call of the turns before has finished by then.
 	checks := map[int]func(t *testing.T, ws string){
 		1: func(t *testing.T, ws string) {
-			if got := readFile(t, filepath.Join(ws, "src/app/main.txt")); got != "status: draft\nowner: nobody\n" {
+			got := readFile(t, filepath.Join(ws, "src/app/main.txt"))
+			if got != "status: draft\nowner: nobody\n" {
 				t.Errorf("turn 1 starts with main.txt = %q", got)
 			}
 		},
@@ -272,8 +273,9 @@ func TestRealCLIPlaysE2ESession(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("workspace holds\n%v\nwant\n%v", got, want)
 	}
-	if got := readFile(t, filepath.Join(run.workspace, "src/app/main.txt")); got != "status: ready\nowner: nobody\n" {
-		t.Errorf("main.txt = %q after the edits", got)
+	edited := readFile(t, filepath.Join(run.workspace, "src/app/main.txt"))
+	if edited != "status: ready\nowner: nobody\n" {
+		t.Errorf("main.txt = %q after the edits", edited)
 	}
 	if got := files(t, run.outside); !reflect.DeepEqual(got, map[string]int64{"escape.txt": 22}) {
 		t.Errorf("outside directory holds %v, want escape.txt", got)
@@ -370,7 +372,8 @@ func (r *cliRun) sanitize() []byte {
 		{r.workspace, fixtureWorkspace},
 		{r.outside, fixtureOutside},
 		{r.home, fixtureHome},
-		{projectKey.ReplaceAllString(r.workspace, "-"), projectKey.ReplaceAllString(fixtureWorkspace, "-")},
+		{projectKey.ReplaceAllString(r.workspace, "-"),
+			projectKey.ReplaceAllString(fixtureWorkspace, "-")},
 	}
 	// Longer first, so that no replacement eats the start of another.
 	sort.Slice(pairs, func(i, j int) bool { return len(pairs[i][0]) > len(pairs[j][0]) })

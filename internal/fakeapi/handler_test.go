@@ -419,7 +419,8 @@ func TestHandlerRecordsToolResultsAndTheCallsTheyAnswer(t *testing.T) {
 
 	want := []ToolResult{
 		{ToolUseID: bashID, Content: "done", Turn: 1, Name: "Bash"},
-		{ToolUseID: editID, IsError: true, Content: "String to replace\nnot found", Turn: 1, Name: "Edit"},
+		{ToolUseID: editID, IsError: true, Content: "String to replace\nnot found",
+			Turn: 1, Name: "Edit"},
 		{ToolUseID: "toolu_unknown", Content: "?", Turn: -1},
 	}
 	if got := h.ToolResults(); !reflect.DeepEqual(got, want) {
