@@ -83,6 +83,9 @@ type entry struct {
 	// retryAt holds a failing path back until its backoff is over.
 	retryAt  time.Time
 	attempts int
+	// runningSince is the first detection the running operation covers,
+	// so /status counts an in-flight path's age too.
+	runningSince time.Time
 
 	state entryState
 }
@@ -453,6 +456,7 @@ func (q *Queue) take() (*entry, job, bool) {
 	e.state = stateRunning
 	q.inFlight++
 	j := job{path: e.path, first: e.first, attempts: e.attempts}
+	e.runningSince = e.first
 	e.first, e.fsFirst, e.fsLast = time.Time{}, time.Time{}, time.Time{}
 	e.urgent, e.hinted, e.retryAt = false, false, time.Time{}
 	return e, j, true

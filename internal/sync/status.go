@@ -60,8 +60,12 @@ func (q *Queue) Status() Status {
 	var oldest time.Time
 	for p, e := range q.entries {
 		s.Pending = append(s.Pending, p)
-		if !e.first.IsZero() && (oldest.IsZero() || e.first.Before(oldest)) {
-			oldest = e.first
+		first := e.first
+		if e.state == stateRunning && (first.IsZero() || e.runningSince.Before(first)) {
+			first = e.runningSince
+		}
+		if !first.IsZero() && (oldest.IsZero() || first.Before(oldest)) {
+			oldest = first
 		}
 	}
 	if !oldest.IsZero() {
