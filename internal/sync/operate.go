@@ -62,7 +62,7 @@ func (q *Queue) operate(ctx context.Context, j job) result {
 	case errors.Is(err, fs.ErrNotExist):
 		return q.remove(ctx, j)
 	case err != nil:
-		return q.readFailure("put", j.path, err)
+		return q.localFailure("put", j.path, err)
 	}
 
 	switch mode := info.Mode(); {
@@ -113,7 +113,7 @@ func (q *Queue) lstat(rel string) (fs.FileInfo, error) {
 func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 	// A file where a directory was: everything synced beneath it is gone.
 	if err := q.queueBeneath(j.path); err != nil {
-		return q.readFailure("put", j.path, err)
+		return q.localFailure("put", j.path, err)
 	}
 	if q.maxFileSize > 0 && info.Size() > q.maxFileSize {
 		q.skip(SkipTooLarge, j.path)
@@ -122,7 +122,7 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 
 	f, err := q.openFile(q.ws.Abs(j.path))
 	if err != nil {
-		return q.readFailure("put", j.path, err)
+		return q.localFailure("put", j.path, err)
 	}
 	defer f.Close()
 	if opened, err := f.Stat(); err != nil || !os.SameFile(info, opened) {
@@ -133,19 +133,19 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 	// holds (the agent's and the watcher's for one write) end here.
 	sum, err := hashContent(f, info.Size())
 	if err != nil {
-		return q.readFailure("put", j.path, err)
+		return q.localFailure("put", j.path, err)
 	}
 	if r := q.unchanged(j.path, sum, info); r != nil {
 		return *r
 	}
 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return q.readFailure("put", j.path, err)
+		return q.localFailure("put", j.path, err)
 	}
 	content := newSendReader(f, info.Size())
 	if err := q.backend.Put(ctx, j.path, content, info.Size(), info.Mode()); err != nil {
 		if content.err != nil {
-			return q.readFailure("put", j.path, content.err)
+			return q.localFailure("put", j.path, content.err)
 		}
 		return q.backendFailure(ctx, "put", err, sum)
 	}
@@ -154,7 +154,7 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 	// the file changed in between; the check below then syncs it again.
 	rec := Record{Hash: content.sum(), Size: info.Size(), ModTime: info.ModTime(), Mode: info.Mode()}
 	if err := q.manifest.Put(j.path, rec); err != nil {
-		return q.readFailure("put", j.path, err)
+		return q.localFailure("put", j.path, err)
 	}
 	q.succeeded("put", j, info.Size())
 
@@ -191,11 +191,11 @@ func (q *Queue) unchanged(path string, sum [32]byte, info fs.FileInfo) *result {
 // deletes of every synced path beneath it. A path never synced is dropped.
 func (q *Queue) remove(ctx context.Context, j job) result {
 	if j.path == "" {
-		return q.readFailure("delete", j.path,
+		return q.localFailure("delete", j.path,
 			errors.New("the workspace directory is gone; restore it or restart the supervisor"))
 	}
 	if err := q.queueBeneath(j.path); err != nil {
-		return q.readFailure("delete", j.path, err)
+		return q.localFailure("delete", j.path, err)
 	}
 	if _, ok := q.manifest.Get(j.path); !ok {
 		return done
@@ -208,7 +208,7 @@ func (q *Queue) delete(ctx context.Context, j job) result {
 		return q.backendFailure(ctx, "delete", err, [32]byte{})
 	}
 	if err := q.manifest.Delete(j.path); err != nil {
-		return q.readFailure("delete", j.path, err)
+		return q.localFailure("delete", j.path, err)
 	}
 	q.succeeded("delete", j, 0)
 	return done
@@ -226,7 +226,7 @@ func (q *Queue) syncDir(ctx context.Context, j job) result {
 		if ctx.Err() != nil {
 			return result{kind: resultInterrupted}
 		}
-		return q.readFailure("put", j.path, err)
+		return q.localFailure("put", j.path, err)
 	}
 	return done
 }
@@ -260,11 +260,12 @@ func (q *Queue) succeeded(op string, j job, bytes int64) {
 		"latency_ms", latency.Milliseconds())
 }
 
-// readFailure is a local failure (a file that cannot be read, a manifest
-// that cannot be written): retried with backoff, reported in /status.
-func (q *Queue) readFailure(op, path string, err error) result {
+// localFailure is a failure on this side of the backend (a file that
+// cannot be read, a manifest that cannot be written): retried with
+// backoff, reported in /status.
+func (q *Queue) localFailure(op, path string, err error) result {
 	q.metrics.SyncOps.WithLabelValues(op, "failure").Inc()
-	return result{kind: resultRetry, op: op, err: fmt.Errorf("unable to read %q: %w", path, err)}
+	return result{kind: resultRetry, op: op, err: fmt.Errorf("unable to sync %q: %w", path, err)}
 }
 
 // backendFailure classifies an error the backend returned.
