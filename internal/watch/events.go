@@ -34,7 +34,7 @@ func (w *Watcher) handleEvent(ctx context.Context, ev fsnotify.Event) {
 	if w.filter.Skip(rel) != "" {
 		return
 	}
-	w.log.Trace("event", "path", rel, "op", ev.Op.String())
+	w.log.Trace("event received", "path", rel, "op", ev.Op.String())
 	w.notifyPath(rel)
 
 	// A directory that is gone from this path takes its watches along, or
