@@ -17,15 +17,15 @@ const (
 )
 
 // backoff is the wait before retry number attempt (1 for the first retry):
-// doubling from min, capped at max. The wait is drawn from [d/2, d] so that
+// doubling from floor, capped at ceiling. The wait is drawn from [d/2, d] so that
 // many paths failing together (a backend outage) do not retry in lockstep.
-func backoff(attempt int, min, max time.Duration) time.Duration {
-	d := min
-	for i := 1; i < attempt && d < max; i++ {
+func backoff(attempt int, floor, ceiling time.Duration) time.Duration {
+	d := floor
+	for i := 1; i < attempt && d < ceiling; i++ {
 		d *= 2
 	}
-	if d > max {
-		d = max
+	if d > ceiling {
+		d = ceiling
 	}
 	half := d / 2
 	return half + rand.N(d-half+1)

@@ -210,7 +210,7 @@ func TestSchedulerReleasesDebouncedPathWhenItsTimeComes(t *testing.T) {
 }
 
 func TestBackoffDoublesUpToTheCapWithJitter(t *testing.T) {
-	min, max := 100*time.Millisecond, time.Second
+	floor, ceiling := 100*time.Millisecond, time.Second
 	tests := []struct {
 		attempt int
 		ceiling time.Duration
@@ -224,7 +224,7 @@ func TestBackoffDoublesUpToTheCapWithJitter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for range 100 {
-			d := backoff(tt.attempt, min, max)
+			d := backoff(tt.attempt, floor, ceiling)
 			if d < tt.ceiling/2 || d > tt.ceiling {
 				t.Fatalf("attempt %d waited %v, want within [%v, %v]",
 					tt.attempt, d, tt.ceiling/2, tt.ceiling)
