@@ -47,6 +47,8 @@ func (c hintChecker) Notify(h change.Hint) {
 // not panic, and every hint it sends must name a path inside the workspace.
 func FuzzDecoder(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "*.jsonl"))
+	real, _ := filepath.Glob(filepath.Join("testdata", "real", "*.jsonl"))
+	files = append(files, real...)
 	for _, file := range files {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -73,10 +75,10 @@ func FuzzDecoder(f *testing.F) {
 	}
 	m := metrics.New()
 	f.Fuzz(func(t *testing.T, data []byte, seed uint64) {
-		// The transcripts' workspace and the seeds' "/ws" both become the
+		// The transcripts' workspaces and the seeds' "/ws" all become the
 		// fuzz workspace, so mutations work on paths that can be inside it.
-		text := strings.ReplaceAll(string(data), "/home/user/project", root)
-		text = strings.ReplaceAll(text, "/ws", root)
+		text := strings.NewReplacer("/home/user/project", root, "/workspace", root, "/ws", root).
+			Replace(string(data))
 
 		d, err := NewDecoder(Config{Workspace: ws, Sink: hintChecker{t, root},
 			Metrics: m, MaxLineBytes: 1 << 16, MaxPendingTools: 8})

@@ -172,7 +172,9 @@ func TestDecoderTranscriptsGiveTheirHints(t *testing.T) {
 func TestDecoderHintsDoNotDependOnChunkBoundaries(t *testing.T) {
 	root := t.TempDir()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, tr := range loadTranscripts(t, "testdata", root) {
+	all := append(loadTranscripts(t, "testdata", root),
+		loadTranscripts(t, filepath.Join("testdata", "real"), root)...)
+	for _, tr := range all {
 		t.Run(tr.name, func(t *testing.T) {
 			whole, wholeRec, _ := newTestDecoder(t, root, nil)
 			feed(t, whole, tr.data)
@@ -221,5 +223,66 @@ func TestDecoderRealTranscriptsGiveTheirHints(t *testing.T) {
 				t.Errorf("real output counted %v bad_field errors", n)
 			}
 		})
+	}
+}
+
+func TestDecoderNoisyTranscriptCountsWhatItSkips(t *testing.T) {
+	root := t.TempDir()
+	var noisy transcript
+	for _, tr := range loadTranscripts(t, "testdata", root) {
+		if tr.name == "session_noisy" {
+			noisy = tr
+		}
+	}
+	if noisy.data == nil {
+		t.Fatal("testdata/session_noisy.jsonl is missing")
+	}
+	d, _, m := newTestDecoder(t, root, nil)
+	feed(t, d, noisy.data)
+
+	want := map[string]float64{
+		// The npm warning and the user line cut off mid-stream.
+		"parse_errors/not_json": 2, "parse_errors/truncated": 0, "parse_errors/bad_field": 0,
+		"events/system": 2, "events/stream_event": 1, "events/rate_limit_event": 1,
+		"events/assistant": 1, "events/user": 1, "events/result": 1, "events/other": 1,
+	}
+	vecs := counts(m)
+	for key, w := range want {
+		metric, label, _ := strings.Cut(key, "/")
+		if got := counterValue(vecs[metric], label); got != w {
+			t.Errorf("%s = %v, want %v", key, got, w)
+		}
+	}
+	if s := d.Session(); s.ID == "" || !s.ResultSeen || s.NumTurns != 2 {
+		t.Errorf("session %+v: want the init line's id and the result's 2 turns", s)
+	}
+}
+
+// The recorded e2e session writes one file outside the workspace and has
+// one Edit fail; both are counted and neither gives a hint.
+func TestDecoderRealE2ECountsOutsideWriteAndFailedEdit(t *testing.T) {
+	root := t.TempDir()
+	var e2e transcript
+	for _, tr := range loadTranscripts(t, filepath.Join("testdata", "real"), root) {
+		if tr.name == "e2e" {
+			e2e = tr
+		}
+	}
+	if e2e.data == nil {
+		t.Skip("testdata/real/e2e.jsonl not recorded")
+	}
+	d, _, m := newTestDecoder(t, root, nil)
+	feed(t, d, e2e.data)
+	for key, want := range map[string]float64{
+		"drops/outside": 1, "tool_errors/Edit": 1, "tool_uses/Write": 6,
+		"tool_uses/Edit": 2, "tool_uses/Bash": 2, "parse_errors/not_json": 0,
+	} {
+		metric, label, _ := strings.Cut(key, "/")
+		if got := counterValue(counts(m)[metric], label); got != want {
+			t.Errorf("%s = %v, want %v", key, got, want)
+		}
+	}
+	if s := d.Session(); s.NumTurns != 11 || s.IsError || s.ToolUses != 10 {
+		t.Errorf("session %+v: want 11 turns, success, 10 tool uses", s)
 	}
 }
