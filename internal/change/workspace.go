@@ -58,7 +58,7 @@ func (w *Workspace) Abs(rel string) string {
 // Rel returns ErrOutside for anything that does not lie beneath the root,
 // including paths that climb out with "..".
 func (w *Workspace) Rel(base, p string) (string, error) {
-	if p == "" || strings.IndexByte(p, 0) >= 0 {
+	if p == "" {
 		return "", fmt.Errorf("%w: %q", ErrOutside, p)
 	}
 	if !filepath.IsAbs(p) {
@@ -66,6 +66,11 @@ func (w *Workspace) Rel(base, p string) (string, error) {
 			base = w.root
 		}
 		p = filepath.Join(base, p)
+	}
+	// No file name holds a NUL byte; check after the join, since base comes
+	// from the agent's output as much as p does.
+	if strings.IndexByte(p, 0) >= 0 {
+		return "", fmt.Errorf("%w: %q", ErrOutside, p)
 	}
 	p = filepath.Clean(p)
 	for _, root := range w.roots {

@@ -50,6 +50,7 @@ func TestWorkspaceRel(t *testing.T) {
 		{"", "/", "!"},
 		{"", "", "!"},
 		{"", "a\x00b", "!"},
+		{"$ROOT/\x00", "a", "!"},
 		{"", "..", "!"},
 	}
 	for _, tc := range cases {
