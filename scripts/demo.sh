@@ -12,7 +12,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/supervisor-demo.XXXXXX")"
 mkdir -p "$work/workspace" "$work/home"
 
 # The scripted Messages API prints its base URL as its first line.
-"$root/bin/fakeapi" >"$work/fakeapi.url" 2>"$work/fakeapi.log" &
+"$root/bin/fakeapi" -workspace "$work/workspace" >"$work/fakeapi.url" 2>"$work/fakeapi.log" &
 api_pid=$!
 trap 'kill "$api_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -41,8 +41,8 @@ status=0
 
 echo
 echo "demo: the CLI exited with status $status; its stream-json output is in $work/stdout.jsonl"
-echo "demo: $(wc -l <"$work/stdout.jsonl") lines, by type:"
-grep -o '"type":"[a-z_]*"' "$work/stdout.jsonl" | sort | uniq -c | sed 's/^/  /'
+echo "demo: $(wc -l <"$work/stdout.jsonl") stream-json lines on stdout; the last one begins:"
+tail -n 1 "$work/stdout.jsonl" | cut -c 1-300
 echo "demo: files in the mirror:"
 (cd "$work/mirror" && find . -type f | sort | sed 's/^/  /')
 if diff -r --exclude=.supervisor "$work/workspace" "$work/mirror" >/dev/null; then

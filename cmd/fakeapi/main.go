@@ -70,9 +70,10 @@ func run(args []string) int {
 			"the fake API has no authentication.")
 	session := fs.String("session", "",
 		"session file to play (JSON, see testdata/sessions); default: the embedded demo")
-	workspace := fs.String("workspace", ".",
-		"directory the CLI will work in; becomes the {{workspace}} placeholder "+
-			"(made absolute) unless -var sets it")
+	workspace := fs.String("workspace", "",
+		"directory the CLI will work in (required unless -var workspace=... is given); "+
+			"becomes the {{workspace}} placeholder, made absolute. There is no default: "+
+			"the scripted agent writes files there")
 	think := fs.Duration("think", 0,
 		"delay before each scripted turn, as a model would take; 0 answers at once")
 	logLevel := fs.String("log-level", "info", "trace, debug, info, warn or error")
@@ -83,6 +84,10 @@ func run(args []string) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "fakeapi: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	if _, ok := vars["workspace"]; !ok && *workspace == "" {
+		fmt.Fprintln(os.Stderr, "fakeapi: -workspace is required: the directory the CLI works in")
 		return exitUsage
 	}
 

@@ -82,6 +82,7 @@ func TestRunRejectsBadUsage(t *testing.T) {
 		{"extra-argument"},
 		{"-var", "novalue"},
 		{"-log-level", "loud"},
+		{}, // no -workspace: the scripted agent would write into the current directory
 	}
 	for _, args := range tests {
 		if got := run(args); got != exitUsage {
@@ -92,7 +93,8 @@ func TestRunRejectsBadUsage(t *testing.T) {
 
 func TestRunFailsOnSessionWithUnknownPlaceholder(t *testing.T) {
 	// The e2e session needs {{outside}}, which only -var can give.
-	args := []string{"-session", "../../testdata/sessions/e2e.json", "-log-level", "error"}
+	args := []string{"-session", "../../testdata/sessions/e2e.json", "-workspace", t.TempDir(),
+		"-log-level", "error"}
 	if got := run(args); got != exitError {
 		t.Errorf("run(%q) = %d, want %d", args, got, exitError)
 	}
