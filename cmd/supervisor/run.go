@@ -1,0 +1,513 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/oklog/run"
+
+	"github.com/agent-supervisor/supervisor/internal/agent"
+	"github.com/agent-supervisor/supervisor/internal/change"
+	"github.com/agent-supervisor/supervisor/internal/metrics"
+	"github.com/agent-supervisor/supervisor/internal/proc"
+	syncq "github.com/agent-supervisor/supervisor/internal/sync"
+	"github.com/agent-supervisor/supervisor/internal/watch"
+)
+
+// exitSetup is the status when the supervisor itself cannot start (state
+// directory not writable, listen address taken, watcher refused). It is the
+// status `docker run` uses for the same situation, and it is out of the
+// range of signal deaths (128+N) and of 126/127.
+const exitSetup = 125
+
+// Readiness conditions; /readyz lists the unmet ones by these names.
+const (
+	readyWatcher = "watcher"
+	readyScan    = "startup_scan"
+	readyBackend = "backend"
+)
+
+// backendCheckInterval is how often the backend's health is asked again so
+// that /readyz follows a backend that goes away and comes back.
+const backendCheckInterval = 5 * time.Second
+
+// runCommand implements `supervisor run` and returns the process's exit
+// status.
+func runCommand(args []string, stderr io.Writer) int {
+	cfg, err := parseRun(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "supervisor run: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+
+	s, err := newSupervisor(cfg, log, os.Stdin, os.Stdout)
+	if errors.Is(err, errUsage) {
+		log.Error("invalid configuration", "error", err)
+		return exitUsage
+	}
+	if err != nil {
+		log.Error("unable to start", "error", err)
+		return exitSetup
+	}
+	defer s.close()
+	return s.run()
+}
+
+// supervisor holds the components of one `run` and the order in which they
+// start and stop.
+type supervisor struct {
+	cfg   *runConfig
+	log   hclog.Logger
+	stdin *os.File
+
+	metrics   *metrics.Metrics
+	readiness *metrics.Readiness
+	server    *metrics.Server // nil when --listen is empty
+	reaper    *proc.Reaper
+	workspace *change.Workspace
+	backend   syncq.Backend
+	queue     *syncq.Queue
+	watcher   *watch.Watcher
+	decoder   *agent.Decoder
+	output    *fanout
+	tee       *os.File // nil without --tee
+
+	signals     <-chan os.Signal
+	stopSignals func()
+
+	mu       sync.Mutex
+	child    *proc.Child // nil until started
+	unsynced []string    // what the final flush left, for /status
+	exitCode int
+}
+
+func newSupervisor(cfg *runConfig, log hclog.Logger, stdin, stdout *os.File) (*supervisor, error) {
+	s := &supervisor{
+		cfg:       cfg,
+		log:       log,
+		stdin:     stdin,
+		metrics:   metrics.New(),
+		readiness: metrics.NewReadiness(readyWatcher, readyScan, readyBackend),
+		exitCode:  exitSetup,
+	}
+
+	// Signals are caught before anything else starts: as PID 1 an
+	// unhandled SIGTERM would be ignored by the kernel, and elsewhere it
+	// would kill the supervisor before the child could be told.
+	s.signals, s.stopSignals = proc.NotifySignals()
+	// A reader that goes away must not kill the supervisor with SIGPIPE
+	// before the final flush. Notify, unlike Ignore, is not inherited by
+	// the child across exec.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+
+	s.reaper = proc.NewReaper(log.Named("reaper"))
+	if os.Getpid() != 1 && cfg.Subreaper {
+		if err := proc.SetSubreaper(); err != nil {
+			log.Warn("unable to become a child subreaper; orphans of the child will "+
+				"be reaped by init instead", "error", err)
+		}
+	}
+
+	if err := s.openComponents(stdout); err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openComponents builds the workspace, backend, queue, watcher, decoder,
+// output fan-out and HTTP listener. Anything that can fail fails here,
+// before the child starts.
+func (s *supervisor) openComponents(stdout *os.File) error {
+	cfg := s.cfg
+	var err error
+	if err = os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("unable to create the state directory: %w", err)
+	}
+	if s.workspace, err = change.NewWorkspace(cfg.Workspace); err != nil {
+		return err
+	}
+	stateRel := ""
+	if rel, err := s.workspace.Rel("", cfg.StateDir); err == nil {
+		stateRel = rel
+	}
+	filter, err := change.NewFilter(stateRel, cfg.Ignore)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if s.backend, err = syncq.ParseTarget(cfg.Sync); err != nil {
+		return fmt.Errorf("unable to use --sync %s: %w", redactTarget(cfg.Sync), err)
+	}
+	// A mirror inside the workspace would be watched and mirrored into
+	// itself without end.
+	if dir, ok := s.backend.(*syncq.DirBackend); ok {
+		if _, err := s.workspace.Rel("", dir.Root()); err == nil {
+			return fmt.Errorf("%w: the --sync directory %s lies inside the workspace %s; "+
+				"put the mirror elsewhere", errUsage, dir.Root(), s.workspace.Root())
+		}
+	}
+
+	s.queue, err = syncq.New(syncq.Config{
+		Workspace:   s.workspace,
+		Filter:      filter,
+		Backend:     s.backend,
+		StateDir:    cfg.StateDir,
+		Debounce:    cfg.Debounce,
+		MaxDelay:    cfg.MaxDelay,
+		Concurrency: cfg.Concurrency,
+		MaxFileSize: cfg.MaxFileSize,
+		Metrics:     s.metrics,
+		Logger:      s.log.Named("sync"),
+	})
+	if err != nil {
+		return err
+	}
+	s.watcher, err = watch.New(watch.Config{
+		Workspace: s.workspace,
+		Filter:    filter,
+		Sink:      s.queue,
+		Metrics:   s.metrics,
+		Logger:    s.log,
+	})
+	if err != nil {
+		return err
+	}
+	s.decoder, err = agent.NewDecoder(agent.Config{
+		Workspace: s.workspace,
+		Sink:      s.queue,
+		Metrics:   s.metrics,
+		Logger:    s.log,
+	})
+	if err != nil {
+		return err
+	}
+
+	s.output = newFanout(s.log.Named("output"))
+	s.output.add("stdout", stdout)
+	if cfg.Tee != "" {
+		if s.tee, err = os.OpenFile(cfg.Tee, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			return fmt.Errorf("unable to open --tee file: %w", err)
+		}
+		s.output.add("tee", s.tee)
+	}
+	s.output.add("agent", s.decoder)
+
+	if cfg.Listen != "" {
+		s.server = &metrics.Server{Metrics: s.metrics, Readiness: s.readiness, Status: s.status}
+		if err := s.server.Listen(cfg.Listen); err != nil {
+			return fmt.Errorf("%w (set --listen to another address, or to \"\" to disable "+
+				"the HTTP server)", err)
+		}
+	}
+	return nil
+}
+
+// close releases what newSupervisor opened. It is safe on a partly built
+// supervisor.
+func (s *supervisor) close() {
+	if s.queue != nil {
+		if err := s.queue.Close(); err != nil {
+			s.log.Error("unable to close the manifest", "error", err)
+		}
+	}
+	if s.tee != nil {
+		_ = s.tee.Close()
+	}
+	if s.stopSignals != nil {
+		s.stopSignals()
+	}
+}
+
+// run starts every actor and returns the exit status once the child has
+// exited and the final flush is over.
+func (s *supervisor) run() int {
+	s.logStart()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var g run.Group
+
+	// The reaper runs the whole time and stops last: after the interrupt it
+	// still delivers the status of every process it started.
+	{
+		reaperCtx, stopReaper := context.WithCancel(context.Background())
+		g.Add(func() error {
+			s.reaper.Run(reaperCtx)
+			return nil
+		}, func(error) {
+			stopReaper()
+		})
+	}
+
+	// The HTTP server for /metrics and the probes.
+	if s.server != nil {
+		g.Add(func() error {
+			s.log.Info("serving metrics and probes", "addr", s.server.Addr())
+			return s.server.Serve()
+		}, func(error) {
+			s.server.Shutdown()
+		})
+	}
+
+	// The watcher. A watcher that cannot start is reported to the session,
+	// which refuses to start the child without it.
+	watcherFailed := make(chan error, 1)
+	{
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		g.Add(func() error {
+			if err := s.watcher.Run(watchCtx); err != nil {
+				watcherFailed <- err
+				<-watchCtx.Done()
+			}
+			return nil
+		}, func(error) {
+			stopWatch()
+		})
+	}
+
+	// The queue's drain workers.
+	{
+		queueCtx, stopQueue := context.WithCancel(ctx)
+		g.Add(func() error {
+			return s.queue.Run(queueCtx)
+		}, func(error) {
+			stopQueue()
+		})
+	}
+
+	// The backend probe behind /readyz.
+	{
+		probeCtx, stopProbe := context.WithCancel(ctx)
+		g.Add(func() error {
+			s.probeBackend(probeCtx)
+			return nil
+		}, func(error) {
+			stopProbe()
+		})
+	}
+
+	// The session: start-up scan, the child, the final flush. Its end ends
+	// the group.
+	{
+		sessionCtx, stopSession := context.WithCancel(ctx)
+		g.Add(func() error {
+			code := s.session(sessionCtx, watcherFailed)
+			s.mu.Lock()
+			s.exitCode = code
+			s.mu.Unlock()
+			return errSessionOver
+		}, func(error) {
+			stopSession()
+		})
+	}
+
+	if err := g.Run(); err != nil && !errors.Is(err, errSessionOver) {
+		s.log.Error("supervisor stopped early", "error", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exitCode
+}
+
+// errSessionOver ends the run group when the session returns.
+var errSessionOver = errors.New("session over")
+
+// session runs the steps of one supervised command in order and returns the
+// exit status: the child's, or exitSetup when it could not get that far.
+func (s *supervisor) session(ctx context.Context, watcherFailed <-chan error) int {
+	// The child starts only once every directory has its watch, so that no
+	// write of the agent can fall between the start-up scan and the watch.
+	select {
+	case <-s.watcher.Ready():
+		s.readiness.Set(readyWatcher, "")
+	case err := <-watcherFailed:
+		s.readiness.Set(readyWatcher, "unable to watch the workspace")
+		s.log.Error("unable to watch the workspace", "error", err)
+		return exitSetup
+	case <-ctx.Done():
+		return exitSetup
+	}
+
+	// Reconcile with the manifest: whatever changed while no supervisor
+	// ran is queued now, or, with --baseline, the tree counts as synced.
+	if err := s.reconcile(ctx); err != nil {
+		s.log.Error("unable to compare the workspace with the manifest", "error", err)
+		return exitSetup
+	}
+	s.readiness.Set(readyScan, "")
+
+	status := s.runChild(ctx)
+
+	// Whatever the watcher has not reported yet, a last scan finds.
+	if err := s.queue.Scan(context.Background(), "final"); err != nil {
+		s.log.Error("final scan failed; changes made at the very end may be synced "+
+			"only by the next start", "error", err)
+	}
+	s.flush()
+	return status
+}
+
+func (s *supervisor) reconcile(ctx context.Context) error {
+	start := time.Now()
+	if s.cfg.Baseline {
+		if err := s.queue.Baseline(ctx); err != nil {
+			return err
+		}
+		s.log.Info("marked the workspace as synced (--baseline)",
+			"duration_ms", time.Since(start).Milliseconds())
+		return nil
+	}
+	if err := s.queue.Scan(ctx, "startup"); err != nil {
+		return err
+	}
+	s.log.Info("start-up scan done", "queued", s.queue.Depth(),
+		"duration_ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// runChild starts the supervised command, waits for it and for its output,
+// and returns its exit status.
+func (s *supervisor) runChild(ctx context.Context) int {
+	child := proc.New(proc.Config{
+		Argv:         s.cfg.Argv,
+		Env:          childEnv(os.Environ()),
+		PTY:          !s.cfg.NoPTY,
+		Stdin:        s.stdin,
+		Output:       s.output,
+		Grace:        s.cfg.Grace,
+		DrainTimeout: s.cfg.Drain,
+		Signals:      s.signals,
+		Reaper:       s.reaper,
+		Logger:       s.log.Named("child"),
+		Metrics:      s.metrics,
+	})
+	s.mu.Lock()
+	s.child = child
+	s.mu.Unlock()
+
+	// A start failure is logged by the child and reported by Wait as 126 or 127.
+	_ = child.Start(ctx)
+	status, err := child.Wait()
+	if err != nil && !errors.Is(err, proc.ErrNotFound) && !errors.Is(err, proc.ErrCannotExecute) {
+		s.log.Warn("child output may be incomplete", "error", err)
+	}
+	if err := s.decoder.Close(); err != nil {
+		s.log.Warn("unable to decode the last output line", "error", err)
+	}
+	return status.ExitCode()
+}
+
+// flush drains the queue within --flush-timeout. A signal during the flush
+// ends it at once: the operator asked to stop, and the manifest lets the
+// next start finish the work.
+func (s *supervisor) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Flush)
+	defer cancel()
+	go func() {
+		select {
+		case sig := <-s.signals:
+			s.log.Warn("signal during the final flush; stopping it", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	start := time.Now()
+	err := s.queue.Flush(ctx)
+	if err == nil {
+		s.log.Info("final flush done", "duration_ms", time.Since(start).Milliseconds())
+		return
+	}
+	pending := s.queue.Pending()
+	s.mu.Lock()
+	s.unsynced = pending
+	s.mu.Unlock()
+	s.log.Error("changes left unsynced; the next start with the same state directory "+
+		"syncs them", "count", len(pending), "error", err)
+	const listed = 50
+	for i, p := range pending {
+		if i == listed {
+			s.log.Error("unsynced paths not listed", "count", len(pending)-listed)
+			break
+		}
+		s.log.Error("unsynced", "path", p)
+	}
+}
+
+// probeBackend keeps the backend's readiness condition current.
+func (s *supervisor) probeBackend(ctx context.Context) {
+	ticker := time.NewTicker(backendCheckInterval)
+	defer ticker.Stop()
+	for {
+		checkCtx, cancel := context.WithTimeout(ctx, backendCheckInterval)
+		err := s.backend.Check(checkCtx)
+		cancel()
+		if err != nil {
+			s.readiness.Set(readyBackend, err.Error())
+		} else {
+			s.readiness.Set(readyBackend, "")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+func (s *supervisor) logStart() {
+	cfg := s.cfg
+	s.log.Info("starting",
+		"version", version,
+		"command", filepath.Base(cfg.Argv[0]),
+		"workspace", cfg.Workspace,
+		"sync", redactTarget(cfg.Sync),
+		"state_dir", cfg.StateDir,
+		"listen", cfg.Listen,
+		"pty", !cfg.NoPTY,
+		"debounce_ms", cfg.Debounce.Milliseconds(),
+		"max_delay_ms", cfg.MaxDelay.Milliseconds(),
+		"grace_ms", cfg.Grace.Milliseconds(),
+		"flush_timeout_ms", cfg.Flush.Milliseconds(),
+		"ignore", strings.Join(cfg.Ignore, ","),
+		"pid", os.Getpid())
+}
+
+// childEnv is the supervisor's environment less its own settings: the
+// child has no use for them, and secrets among them must not reach it.
+func childEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "SUPERVISOR_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// redactTarget hides credentials a target URL might carry in its userinfo.
+func redactTarget(target string) string {
+	scheme, rest, ok := strings.Cut(target, "://")
+	if !ok {
+		return target
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+		return scheme + "://REDACTED@" + rest[at+1:]
+	}
+	return target
+}
