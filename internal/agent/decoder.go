@@ -153,9 +153,10 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 // precreate makes the agent's series exist at 0 before the first line, so
 // that rate() and alerts on parse errors work from the start.
 func (d *Decoder) precreate() {
-	for _, t := range append(eventTypes, "other") {
+	for _, t := range eventTypes {
 		d.m.AgentEvents.WithLabelValues(t)
 	}
+	d.m.AgentEvents.WithLabelValues("other")
 	for _, r := range []string{ReasonNotJSON, ReasonTooLong, ReasonTruncated, ReasonBadField} {
 		d.m.AgentParseErrors.WithLabelValues(r)
 	}
