@@ -61,8 +61,16 @@ type supervised struct {
 // copy of the test's environment less every SUPERVISOR_ variable.
 func startSupervisor(t *testing.T, dir string, env []string, args ...string) *supervised {
 	t.Helper()
+	return startSupervisorCommand(t, dir, env, supervisorBin, args...)
+}
+
+// startSupervisorCommand is startSupervisor for a command that runs the
+// supervisor in its turn (unshare, the container's init script).
+func startSupervisorCommand(t *testing.T, dir string, env []string, name string,
+	args ...string) *supervised {
+	t.Helper()
 	s := &supervised{addr: make(chan string, 1), done: make(chan struct{})}
-	s.cmd = exec.Command(supervisorBin, args...)
+	s.cmd = exec.Command(name, args...)
 	s.cmd.Dir = dir
 	s.cmd.Env = append(cleanEnv(), env...)
 	s.cmd.Stdout = &s.stdout

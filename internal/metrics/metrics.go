@@ -110,7 +110,7 @@ func New() *Metrics {
 	m.AgentEvents = counterVec("agent", "events_total",
 		"Stream-json lines decoded, by type.", "type")
 	m.AgentParseErrors = counterVec("agent", "parse_errors_total",
-		"Output lines skipped, by reason (not_json, too_long, bad_field).", "reason")
+		"Output lines skipped, by reason (not_json, too_long, truncated, bad_field).", "reason")
 	m.AgentToolUses = counterVec("agent", "tool_uses_total",
 		"Tool calls the agent made, by tool.", "tool")
 	m.AgentToolErrors = counterVec("agent", "tool_errors_total",
