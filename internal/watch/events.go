@@ -80,9 +80,9 @@ func (w *Watcher) handleError(ctx context.Context, err error) {
 }
 
 // watchLimitReached records a directory refused a watch by the inotify
-// watch limit and asks for a rescan of it. The watcher keeps running: a
-// rescan after an overflow tries such directories again, and the final pass
-// before exit finds whatever changed beneath them.
+// watch limit and asks for a rescan of it. The watcher keeps running: every
+// RescanInterval it tries such directories again and rescans them (see
+// revisitUnwatched), so changes beneath them arrive late but arrive.
 func (w *Watcher) watchLimitReached(rel string) {
 	w.metrics.WatcherErrors.Inc()
 	w.mu.Lock()

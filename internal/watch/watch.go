@@ -5,7 +5,8 @@
 // directories get their watch before they are listed, so files created in
 // between are not missed; removed and renamed-away directories lose theirs.
 // When events may have been lost (a kernel queue overflow, a watch that could
-// not be added) it asks the queue for a rescan.
+// not be added) it asks the queue for a rescan, and it rescans directories
+// refused a watch by the inotify watch limit periodically until they get one.
 //
 // It never reads file content, never decides what is synced and does not
 // debounce: every event becomes a hint at once, and the sync package decides
@@ -21,6 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -63,10 +65,16 @@ type Config struct {
 	// Logger is the parent logger; the watcher logs through
 	// Logger.Named("watch"). Nil means no logs.
 	Logger hclog.Logger
+	// RescanInterval is how often directories refused a watch by the
+	// inotify watch limit are tried again and rescanned. Zero means
+	// DefaultRescanInterval.
+	RescanInterval time.Duration
 
 	// open creates the notifier; nil means fsnotify. Tests set it to inject
 	// overflows and watch-limit failures.
 	open func() (notifier, error)
+	// ticker starts the periodic rescan's clock; nil means a time.Ticker.
+	ticker rescanTicker
 }
 
 // Status is the watcher's part of /status.
@@ -94,6 +102,8 @@ type Watcher struct {
 	metrics *metrics.Metrics
 	log     hclog.Logger
 	open    func() (notifier, error)
+	ticker  rescanTicker
+	every   time.Duration
 
 	ran   atomic.Bool
 	ready chan struct{}
@@ -138,6 +148,14 @@ func New(cfg Config) (*Watcher, error) {
 	if open == nil {
 		open = openFsnotify
 	}
+	ticker := cfg.ticker
+	if ticker == nil {
+		ticker = realTicker
+	}
+	every := cfg.RescanInterval
+	if every <= 0 {
+		every = DefaultRescanInterval
+	}
 	return &Watcher{
 		ws:        cfg.Workspace,
 		filter:    filter,
@@ -145,6 +163,8 @@ func New(cfg Config) (*Watcher, error) {
 		metrics:   m,
 		log:       logger.Named("watch"),
 		open:      open,
+		ticker:    ticker,
+		every:     every,
 		ready:     make(chan struct{}),
 		dirs:      newDirSet(),
 		unwatched: newDirSet(),
@@ -215,12 +235,17 @@ func (w *Watcher) Run(ctx context.Context) error {
 	return w.loop(ctx)
 }
 
-// loop forwards events and errors until ctx is done.
+// loop forwards events and errors until ctx is done, and revisits the
+// directories left without a watch on every tick of the periodic rescan.
 func (w *Watcher) loop(ctx context.Context) error {
+	tick, stop := w.ticker(w.every)
+	defer stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick:
+			w.revisitUnwatched(ctx)
 		case ev, ok := <-w.n.Events():
 			if !ok {
 				return ErrEventsClosed
