@@ -18,7 +18,8 @@ const (
 //
 //  1. any path with a ".git" element (the repository's own database);
 //  2. the state directory and everything beneath it;
-//  3. the --ignore patterns, in the order given.
+//  3. the --ignore patterns, in the order given;
+//  4. with ReadGitignore (--gitignore), the workspace's .gitignore files.
 //
 // A path is ignored when it or any directory above it matches, so ignoring
 // "node_modules" ignores everything inside it too. Patterns use path.Match
@@ -28,8 +29,9 @@ const (
 // .gitignore; a pattern with any other slash, a leading one included, is
 // anchored at the workspace root.
 type Filter struct {
-	stateDir string // workspace-relative; "" when the state lives outside
-	patterns []pattern
+	stateDir  string // workspace-relative; "" when the state lives outside
+	patterns  []pattern
+	gitignore *gitignore // nil unless ReadGitignore was called
 }
 
 type pattern struct {
@@ -95,7 +97,29 @@ func (f *Filter) Skip(rel string) string {
 			return SkipIgnored
 		}
 	}
+	if f.gitignore != nil && f.gitignore.excluded(elements) {
+		return SkipGitignored
+	}
 	return ""
+}
+
+// ReadGitignore makes the filter honour the .gitignore files of ws as its
+// last rule. Call it before the filter is shared. The files are read when
+// first needed; a changed one applies once Observe has been told.
+func (f *Filter) ReadGitignore(ws *Workspace) {
+	f.gitignore = newGitignore(ws)
+}
+
+// Observe tells the filter that rel changed on disk, so that rules read
+// from a .gitignore file at or beneath rel are read again. The watcher
+// calls it for every event; it costs one map lookup for an ordinary file.
+// A .gitignore that changes applies to later changes: a file it newly
+// excludes stays in the backend, one it newly includes is synced by its
+// next change or the next scan.
+func (f *Filter) Observe(rel string) {
+	if f.gitignore != nil {
+		f.gitignore.observe(rel)
+	}
 }
 
 // matches reports whether the path, or any directory above it, matches.
