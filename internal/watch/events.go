@@ -29,6 +29,10 @@ func (w *Watcher) handleEvent(ctx context.Context, ev fsnotify.Event) {
 		return
 	}
 
+	// A changed .gitignore, or a directory that held one, changes what the
+	// filter says from now on.
+	w.filter.Observe(rel)
+
 	// Paths the filter rejects are dropped here without a count: the queue
 	// counts skips by reason, and --ignore is the setting that tunes them.
 	if w.filter.Skip(rel) != "" {
