@@ -8,6 +8,8 @@
 package metrics
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -37,18 +39,27 @@ type Metrics struct {
 	SyncRetries     prometheus.Counter
 	SyncUnchanged   prometheus.Counter
 	SyncFailedPaths prometheus.Gauge
+	// SyncOldestPending is the age of the oldest change not yet synced,
+	// read from the queue at scrape time.
+	SyncOldestPending *SampledGauge
+	// SyncBackendUp is 1 while the backend's last health check passed.
+	SyncBackendUp prometheus.Gauge
 
 	// The watcher.
 	WatcherOverflows   prometheus.Counter
 	WatcherErrors      prometheus.Counter
 	Rescans            *prometheus.CounterVec // reason
 	WatchedDirectories prometheus.Gauge
+	// WatcherDegraded is 1 while changes can go unseen by the watcher,
+	// read from the watcher at scrape time.
+	WatcherDegraded *SampledGauge
 
 	// The child process.
 	ChildRunning     prometheus.Gauge
 	ChildExitCode    prometheus.Gauge
 	ChildStarts      prometheus.Counter
 	ChildOutputBytes prometheus.Counter
+	ChildExits       *prometheus.CounterVec // outcome
 
 	// The agent's stream-json output.
 	AgentEvents      *prometheus.CounterVec // type
@@ -60,7 +71,18 @@ type Metrics struct {
 	AgentCost        prometheus.Counter
 	AgentTokens      *prometheus.CounterVec // kind
 	AgentTurns       prometheus.Counter
+
+	// Ready is 1 while /readyz answers 200, read at scrape time.
+	Ready *SampledGauge
 }
+
+// Outcomes of a child's exit, the labels of ChildExits.
+const (
+	ExitSuccess    = "success"     // status 0
+	ExitFailure    = "failure"     // any other status the child chose
+	ExitSignal     = "signal"      // killed by a signal (status 128+N)
+	ExitNotStarted = "not_started" // not found or not executable (127, 126)
+)
 
 // New returns a Metrics registered on a registry of its own, with the Go
 // runtime and process collectors.
@@ -89,6 +111,10 @@ func New() *Metrics {
 		"Changes dropped because the content equals the last synced content.")
 	m.SyncFailedPaths = gauge("sync", "failed_paths",
 		"Paths whose last operation failed and that wait for a retry.")
+	m.SyncOldestPending = newSampledGauge("sync", "oldest_pending_age_seconds",
+		"Age of the oldest detected change not yet synced; 0 when the queue is empty.")
+	m.SyncBackendUp = gauge("sync", "backend_up",
+		"1 while the backend's last health check passed, 0 otherwise.")
 
 	m.WatcherOverflows = counter("watcher", "overflows_total",
 		"Kernel event queue overflows; each schedules a rescan.")
@@ -97,6 +123,9 @@ func New() *Metrics {
 		"Full or partial rescans against the manifest, by reason.", "reason")
 	m.WatchedDirectories = gauge("watcher", "watched_directories",
 		"Directories with an inotify watch.")
+	m.WatcherDegraded = newSampledGauge("watcher", "degraded",
+		"1 while some changes can go unseen (watch limit reached, event stream lost); "+
+			"/status says why.")
 
 	m.ChildRunning = gauge("child", "running", "1 while the supervised command runs.")
 	m.ChildExitCode = gauge("child", "exit_code",
@@ -106,6 +135,9 @@ func New() *Metrics {
 	m.ChildStarts = counter("child", "starts_total", "Times the supervised command was started.")
 	m.ChildOutputBytes = counter("child", "output_bytes_total",
 		"Bytes the child wrote to its terminal or pipes.")
+	m.ChildExits = counterVec("child", "exits_total",
+		"Exits of the supervised command by outcome (success, failure, signal, "+
+			"not_started).", "outcome")
 
 	m.AgentEvents = counterVec("agent", "events_total",
 		"Stream-json lines decoded, by type.", "type")
@@ -124,27 +156,52 @@ func New() *Metrics {
 		"Tokens the agent reported, by kind (input, output, cache_read, cache_creation).",
 		"kind")
 	m.AgentTurns = counter("agent", "turns_total", "Turns the agent reported in result lines.")
+	m.Ready = newSampledGauge("", "ready",
+		"1 while /readyz answers 200: watcher up, start-up scan done, backend usable.")
 
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ChangesDetected, m.QueueDepth, m.PathsSkipped,
 		m.SyncOps, m.SyncLatency, m.SyncBytes, m.SyncRetries, m.SyncUnchanged,
-		m.SyncFailedPaths,
+		m.SyncFailedPaths, m.SyncOldestPending, m.SyncBackendUp,
 		m.WatcherOverflows, m.WatcherErrors, m.Rescans, m.WatchedDirectories,
-		m.ChildRunning, m.ChildExitCode, m.ChildStarts, m.ChildOutputBytes,
+		m.WatcherDegraded,
+		m.ChildRunning, m.ChildExitCode, m.ChildStarts, m.ChildOutputBytes, m.ChildExits,
 		m.AgentEvents, m.AgentParseErrors, m.AgentToolUses, m.AgentToolErrors,
 		m.AgentPathsDrop, m.AgentSessions, m.AgentCost, m.AgentTokens, m.AgentTurns,
+		m.Ready,
 	)
 	m.precreate()
 	return m
 }
 
+// Label values created at start. They mirror constants of the packages
+// that update the metrics (which this package cannot import); a value
+// missing here still works, it only appears at its first use.
+var (
+	rescanReasons = []string{"startup", "final", "overflow", "watch_error", "watch_limit",
+		"unwatched"}
+	skipReasons = []string{"git", "state_dir", "ignored", "symlink", "too_large",
+		"not_regular"}
+	exitOutcomes = []string{ExitSuccess, ExitFailure, ExitSignal, ExitNotStarted}
+)
+
 // precreate makes the series that dashboards and alerts expect exist at 0
-// before the first event, so rate() and absent() behave from the start.
+// before the first event, so rate() and absent() behave from the start and
+// the number of series stays the same however much work is done.
 func (m *Metrics) precreate() {
 	for _, s := range []string{"agent", "fs", "scan"} {
 		m.ChangesDetected.WithLabelValues(s)
+	}
+	for _, r := range rescanReasons {
+		m.Rescans.WithLabelValues(r)
+	}
+	for _, r := range skipReasons {
+		m.PathsSkipped.WithLabelValues(r)
+	}
+	for _, o := range exitOutcomes {
+		m.ChildExits.WithLabelValues(o)
 	}
 	for _, op := range []string{"put", "delete"} {
 		m.SyncLatency.WithLabelValues(op)
@@ -176,4 +233,47 @@ func gauge(subsystem, name, help string) prometheus.Gauge {
 	return prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Subsystem: subsystem, Name: name, Help: help,
 	})
+}
+
+// SampledGauge is a gauge read from a function at scrape time. It suits a
+// figure that changes with time alone (the age of the oldest pending
+// change) or that another component already keeps (the watcher's state),
+// where a value pushed on every change would be stale or duplicated. It
+// reads 0 until Sample installs its function.
+type SampledGauge struct {
+	desc   *prometheus.Desc
+	sample atomic.Pointer[func() float64]
+}
+
+func newSampledGauge(subsystem, name, help string) *SampledGauge {
+	fq := prometheus.BuildFQName(namespace, subsystem, name)
+	return &SampledGauge{desc: prometheus.NewDesc(fq, help, nil, nil)}
+}
+
+// Sample makes fn the source of the gauge's value. fn runs on every scrape,
+// concurrently with everything else, so it must be cheap and safe.
+func (g *SampledGauge) Sample(fn func() float64) { g.sample.Store(&fn) }
+
+// Value returns what a scrape would report now.
+func (g *SampledGauge) Value() float64 {
+	if fn := g.sample.Load(); fn != nil {
+		return (*fn)()
+	}
+	return 0
+}
+
+// Describe implements prometheus.Collector.
+func (g *SampledGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+// Collect implements prometheus.Collector.
+func (g *SampledGauge) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.Value())
+}
+
+// Bool converts a condition to a gauge value.
+func Bool(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -16,17 +16,19 @@ import (
 )
 
 // Readiness collects the conditions /readyz waits for. Each component owns
-// one named condition and sets it as its state changes; the supervisor is
-// ready when every registered condition is met.
+// one named condition and sets it as its state changes, or has it checked
+// on every probe with Watch; the supervisor is ready when every condition
+// is met.
 type Readiness struct {
 	mu         sync.Mutex
-	conditions map[string]string // name -> reason it is not met; "" when met
+	conditions map[string]string        // name -> reason it is not met; "" when met
+	checks     map[string]func() string // name -> check run on every Ready
 }
 
 // NewReadiness returns a Readiness with the named conditions, all unmet
 // with the reason "starting".
 func NewReadiness(names ...string) *Readiness {
-	r := &Readiness{conditions: make(map[string]string)}
+	r := &Readiness{conditions: make(map[string]string), checks: make(map[string]func() string)}
 	for _, n := range names {
 		r.conditions[n] = "starting"
 	}
@@ -41,13 +43,39 @@ func (r *Readiness) Set(name, reason string) {
 	r.conditions[name] = reason
 }
 
+// Watch adds check to condition name for a state that its owner does not
+// announce, such as a watcher that turns degraded. check runs on every
+// Ready call and returns "" when met; the condition is met only when both
+// the reason last Set and check are empty.
+func (r *Readiness) Watch(name string, check func() string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.conditions[name]; !ok {
+		r.conditions[name] = ""
+	}
+	r.checks[name] = check
+}
+
 // Ready reports whether every condition is met; when not, the reason lists
 // each unmet condition as "name: reason", sorted by name.
 func (r *Readiness) Ready() (bool, string) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	var unmet []string
+	conditions := make(map[string]string, len(r.conditions))
 	for name, reason := range r.conditions {
+		conditions[name] = reason
+	}
+	checks := make(map[string]func() string, len(r.checks))
+	for name, check := range r.checks {
+		checks[name] = check
+	}
+	r.mu.Unlock()
+
+	// The checks call into other components, so they run without the lock.
+	var unmet []string
+	for name, reason := range conditions {
+		if check := checks[name]; reason == "" && check != nil {
+			reason = check()
+		}
 		if reason != "" {
 			unmet = append(unmet, name+": "+reason)
 		}
@@ -118,6 +146,8 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	ready, reason := s.Readiness.Ready()
 	if !ready {
+		// Probes show one line: a wrapped multi-line error stays on it.
+		reason = strings.Join(strings.Fields(reason), " ")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = fmt.Fprintln(w, "not ready: "+reason)
 		return
