@@ -30,6 +30,8 @@ type runConfig struct {
 	Flush       time.Duration
 	Drain       time.Duration
 	Ignore      []string
+	Gitignore   bool
+	Rescan      time.Duration
 	Tee         string
 	NoPTY       bool
 	Concurrency int
@@ -85,6 +87,13 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) *flag.FlagSet {
 	fs.Var((*stringList)(&cfg.Ignore), "ignore",
 		"glob of workspace-relative paths never synced; repeatable; ** spans directories "+
 			"(env: comma-separated)")
+	fs.BoolVar(&cfg.Gitignore, "gitignore", false,
+		"also skip what the workspace's .gitignore files exclude (after .git, the state "+
+			"directory and --ignore); off by default because build outputs the user "+
+			"wants to see are often gitignored")
+	fs.DurationVar(&cfg.Rescan, "rescan-interval", 10*time.Second,
+		"how often directories left without an inotify watch (the watch limit was "+
+			"reached) are rescanned; shorter finds their changes sooner at the cost of a walk")
 	fs.StringVar(&cfg.Tee, "tee", "", "also append the child's raw output to this file")
 	fs.BoolVar(&cfg.NoPTY, "no-pty", false,
 		"run the child on pipes instead of a pseudo-terminal (some CLIs change their "+
@@ -181,7 +190,8 @@ func (c *runConfig) complete() error {
 		return fmt.Errorf("unable to resolve --state-dir: %w", err)
 	}
 	switch {
-	case c.Debounce < 0, c.MaxDelay < 0, c.Grace < 0, c.Flush < 0, c.Drain < 0:
+	case c.Debounce < 0, c.MaxDelay < 0, c.Grace < 0, c.Flush < 0, c.Drain < 0,
+		c.Rescan < 0:
 		return errors.New("durations must not be negative")
 	case c.MaxDelay < c.Debounce:
 		return fmt.Errorf("--max-delay (%s) must not be shorter than --debounce (%s)",

@@ -127,6 +127,7 @@ func newSupervisor(cfg *runConfig, log hclog.Logger, stdin, stdout *os.File) (*s
 		s.close()
 		return nil, err
 	}
+	s.observe()
 	return s, nil
 }
 
@@ -149,6 +150,9 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 	filter, err := change.NewFilter(stateRel, cfg.Ignore)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	if cfg.Gitignore {
+		filter.ReadGitignore(s.workspace)
 	}
 	if s.backend, err = syncq.ParseTarget(cfg.Sync); err != nil {
 		return fmt.Errorf("unable to use --sync %s: %w", redactTarget(cfg.Sync), err)
@@ -183,6 +187,8 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 		Sink:      s.queue,
 		Metrics:   s.metrics,
 		Logger:    s.log,
+
+		RescanInterval: cfg.Rescan,
 	})
 	if err != nil {
 		return err
@@ -402,6 +408,7 @@ func (s *supervisor) runChild(ctx context.Context) int {
 	// A start failure is logged by the child and reported by Wait as 126 or 127.
 	_ = child.Start(ctx)
 	status, err := child.Wait()
+	s.metrics.ChildExits.WithLabelValues(exitOutcome(status, err)).Inc()
 	if err != nil && !errors.Is(err, proc.ErrNotFound) && !errors.Is(err, proc.ErrCannotExecute) {
 		s.log.Warn("child output may be incomplete", "error", err)
 	}
@@ -461,6 +468,7 @@ func (s *supervisor) probeBackend(ctx context.Context) {
 		} else {
 			s.readiness.Set(readyBackend, "")
 		}
+		s.metrics.SyncBackendUp.Set(metrics.Bool(err == nil))
 		select {
 		case <-ctx.Done():
 			return
