@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,6 +28,9 @@ const (
 )
 
 var (
+	// ErrNotStarted is returned by Wait on a child whose Start was never
+	// called.
+	ErrNotStarted = errors.New("child not started")
 	// ErrNotRunning is returned when signalling a child that has not
 	// started or has already exited.
 	ErrNotRunning = errors.New("child is not running")
@@ -189,13 +191,14 @@ func (c *Child) Start(ctx context.Context) error {
 // Wait returns the child's status once it has exited and its output has
 // been read (bounded by DrainTimeout) and written to Output. The status is
 // valid even with an error: ErrDrainTimeout, a failure writing Output, or
-// the Start error, in which case the status carries its exit code.
+// the Start error, in which case the status carries the code to exit with
+// (StartError.Code, or ExitCannotExecute for a failure to set up the pty).
 func (c *Child) Wait() (Status, error) {
 	c.mu.Lock()
 	begun := c.begun
 	c.mu.Unlock()
 	if !begun {
-		return Status{}, errors.New("unable to wait: child not started")
+		return Status{}, ErrNotStarted
 	}
 	<-c.done
 	c.mu.Lock()
@@ -203,7 +206,7 @@ func (c *Child) Wait() (Status, error) {
 	return c.status, c.waitErr
 }
 
-// Done is closed when Wait would return.
+// Done is closed when Wait would return; never, if Start is not called.
 func (c *Child) Done() <-chan struct{} { return c.done }
 
 // Signal sends sig to the child's process group. A terminating signal
@@ -323,26 +326,18 @@ func (c *Child) supervise(ctx context.Context, exited <-chan Status, s *streams,
 	c.exited(st)
 
 	// Give the terminal back before the drain, which may take DrainTimeout.
-	var errs []error
 	if err := s.restoreConsole(); err != nil {
 		c.log.Error("terminal may be left in raw mode; run `reset` to fix it", "error", err)
 	}
-	errs = append(errs, c.drainOutput(s, out, readers))
+	err := c.drainOutput(s, out, readers)
 
 	c.mu.Lock()
-	c.waitErr = errors.Join(errs...)
+	c.waitErr = err
 	c.mu.Unlock()
 	close(c.done)
 }
 
 func (c *Child) forwardUntilExit(ctx context.Context, exited <-chan Status, s *streams) Status {
-	var winch chan os.Signal
-	if s.interactive() {
-		winch = make(chan os.Signal, 1)
-		signal.Notify(winch, syscall.SIGWINCH)
-		defer signal.Stop(winch)
-	}
-
 	stop := ctx.Done()
 	for {
 		select {
@@ -355,7 +350,7 @@ func (c *Child) forwardUntilExit(ctx context.Context, exited <-chan Status, s *s
 		case <-stop:
 			stop = nil
 			c.forward(syscall.SIGTERM)
-		case <-winch:
+		case <-s.winch:
 			if err := s.console.copySize(s.master); err != nil {
 				c.log.Warn("unable to pass on the window size", "error", err)
 			}

@@ -344,8 +344,8 @@ func TestChildBeforeStartIsStarting(t *testing.T) {
 	if err := c.Signal(syscall.SIGTERM); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Signal before Start = %v, want ErrNotRunning", err)
 	}
-	if _, err := c.Wait(); err == nil {
-		t.Error("Wait before Start succeeded")
+	if _, err := c.Wait(); !errors.Is(err, ErrNotStarted) {
+		t.Errorf("Wait before Start = %v, want ErrNotStarted", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -29,6 +30,9 @@ type streams struct {
 	// console, which must be taken back when it exits.
 	foreground bool
 
+	// winch receives SIGWINCH while a console is attached to the pty; it is
+	// registered before the child starts so no resize is missed.
+	winch      chan os.Signal
 	keystrokes chan struct{} // closed when the keystroke copy ends
 	wake       [2]int        // pipe that stops the keystroke copy
 }
@@ -67,12 +71,16 @@ func openPTYStreams(con *console) (*streams, error) {
 	}
 
 	s.stdin = slave
+	s.winch = make(chan os.Signal, 1)
+	signal.Notify(s.winch, syscall.SIGWINCH)
 	if err := con.copySize(master); err != nil {
+		_ = s.restoreConsole()
 		s.closeOwned()
 		s.closeOutputs()
 		return nil, err
 	}
 	if err := con.makeRaw(); err != nil {
+		_ = s.restoreConsole()
 		s.closeOwned()
 		s.closeOutputs()
 		return nil, err
@@ -199,10 +207,14 @@ func (s *streams) stopKeystrokes() {
 	s.keystrokes = nil
 }
 
-// restoreConsole gives the terminal back as it was before the child.
+// restoreConsole gives the terminal back as it was before the child and
+// stops following its window size.
 func (s *streams) restoreConsole() error {
 	if s.console == nil {
 		return nil
+	}
+	if s.winch != nil {
+		signal.Stop(s.winch)
 	}
 	var errs []error
 	if s.foreground {

@@ -111,3 +111,28 @@ func TestChildWithPipesReadsATerminalStdinDirectly(t *testing.T) {
 		t.Error("pipe mode changed the terminal's mode")
 	}
 }
+
+func TestChildUnderPTYFollowsTerminalWindowSizeChanges(t *testing.T) {
+	keyboard, stdin := fakeTerminal(t, 24, 80)
+	c, out := start(t, Config{
+		Argv:  []string{"sh", "-c", `trap 'stty size' WINCH; echo ready; while :; do sleep 0.05; done`},
+		PTY:   true,
+		Stdin: stdin,
+	})
+	out.waitFor(t, "ready")
+
+	// A terminal emulator resizes the terminal and the kernel tells its
+	// foreground process, the supervisor, with SIGWINCH.
+	if err := pty.Setsize(keyboard, &pty.Winsize{Rows: 40, Cols: 120}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Kill(os.Getpid(), unix.SIGWINCH); err != nil {
+		t.Fatal(err)
+	}
+	out.waitFor(t, "40 120")
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Wait()
+}
