@@ -10,7 +10,7 @@ GO_LDFLAGS := -s -w -X main.version=$(VERSION)
 
 export CLAUDE_BIN
 
-.PHONY: all build demo test test-short check lint claude clean
+.PHONY: all build demo test test-short check lint promtool claude clean
 
 all: build
 
@@ -32,7 +32,7 @@ test: claude
 test-short:
 	go test -race -count=1 -short ./...
 
-check: lint
+check: lint promtool
 	go vet ./...
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
@@ -41,6 +41,13 @@ check: lint
 lint:
 	@command -v staticcheck >/dev/null 2>&1 || go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	staticcheck ./...
+
+## promtool: validate the Prometheus scrape configuration and alerting rules
+## in deploy/prometheus and run the rules' unit tests (Debian package prometheus).
+promtool:
+	promtool check config deploy/prometheus/prometheus.yml
+	promtool check rules deploy/prometheus/rules.yml
+	cd deploy/prometheus && promtool test rules rules_test.yml
 
 ## claude: install the pinned Claude Code CLI into .tools (npm; a native binary,
 ## Node is only needed to install it).
