@@ -8,6 +8,11 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/agent-supervisor/supervisor/internal/change"
 )
 
 // ErrPermanent marks a backend error that retrying the same content cannot
@@ -15,6 +20,31 @@ import (
 // failed, and tries again only when the file's content changes. Any other
 // error is retried with backoff.
 var ErrPermanent = errors.New("permanent backend failure")
+
+// RetryAfterError is a retryable backend error that says how long the
+// backend wants to be left alone (HTTP's Retry-After). The queue waits at
+// least Delay before the next attempt on the path, longer when its own
+// backoff says so.
+type RetryAfterError struct {
+	Delay time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.Err, e.Delay)
+}
+
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// Digested is content whose SHA-256 the queue computed just before handing
+// it over, so that a backend that must send the digest ahead of the body
+// (HTTP's Content-Digest) need not read the file twice. The file may change
+// between that hash and the read: a backend that sends the digest must
+// check the bytes it sends against it.
+type Digested interface {
+	io.Reader
+	SHA256() [32]byte
+}
 
 // ErrUnknownTarget reports a --sync target whose scheme no backend handles.
 var ErrUnknownTarget = errors.New("unknown sync target")
@@ -42,26 +72,68 @@ type Backend interface {
 // such as "https" receives "//host/path" and can rebuild the URL. Adding a
 // backend is one entry here plus its file.
 var targetParsers = map[string]targetParser{
-	"dir": {usage: "dir:PATH", parse: parseDirTarget},
+	"dir": {usage: "dir:PATH", parse: func(rest string, _ TargetOptions) (Backend, error) {
+		return parseDirTarget(rest)
+	}},
+	"http":  {usage: "http://HOST/BASE", parse: parseHTTPTarget("http")},
+	"https": {usage: "https://HOST/BASE", parse: parseHTTPTarget("https")},
+	"exec":  {usage: "exec:TEMPLATE", parse: parseExecTarget},
 }
 
 type targetParser struct {
 	usage string // shown when a target is unknown
-	parse func(rest string) (Backend, error)
+	parse func(rest string, opts TargetOptions) (Backend, error)
 }
 
-// ParseTarget returns the backend a --sync value names. An unknown scheme is
-// an ErrUnknownTarget error that lists the supported forms.
+// TargetOptions carries what some backends need beyond the target string.
+// The zero value suits the dir backend; the others say what they miss.
+type TargetOptions struct {
+	// Workspace is the synced tree: exec's {abs} and working directory.
+	Workspace *change.Workspace
+	// Starter starts and reaps the exec backend's commands; the
+	// supervisor's one *proc.Reaper. Required by exec:.
+	Starter Starter
+	// Token is the bearer token of http(s): and is handed to exec commands
+	// as SUPERVISOR_SYNC_TOKEN. Empty sends none. It is never logged.
+	Token string
+	// Timeout bounds each backend call. Zero means DefaultOpTimeout.
+	Timeout time.Duration
+	// Logger receives the backend's logs. Nil discards them.
+	Logger hclog.Logger
+}
+
+// DefaultOpTimeout bounds one backend call when TargetOptions.Timeout is
+// zero: long enough for a large file on a slow link, short enough that a
+// hung server costs one retry, not the run.
+const DefaultOpTimeout = 60 * time.Second
+
+func (o TargetOptions) timeout() time.Duration { return orDefault(o.Timeout, DefaultOpTimeout) }
+
+func (o TargetOptions) logger() hclog.Logger {
+	if o.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return o.Logger
+}
+
+// ParseTarget returns the backend a --sync value names, with default
+// options. An unknown scheme is an ErrUnknownTarget error that lists the
+// supported forms.
 func ParseTarget(target string) (Backend, error) {
+	return OpenTarget(target, TargetOptions{})
+}
+
+// OpenTarget is ParseTarget with the options backends need to run.
+func OpenTarget(target string, opts TargetOptions) (Backend, error) {
 	scheme, rest, ok := strings.Cut(target, ":")
 	p, known := targetParsers[scheme]
 	if !ok || !known {
 		return nil, fmt.Errorf("%w %q: supported forms are %s",
-			ErrUnknownTarget, target, supportedTargets())
+			ErrUnknownTarget, redactUserinfo(target), supportedTargets())
 	}
-	b, err := p.parse(rest)
+	b, err := p.parse(rest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("unable to use sync target %q: %w", target, err)
+		return nil, fmt.Errorf("unable to use sync target %q: %w", redactUserinfo(target), err)
 	}
 	return b, nil
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/agent-supervisor/supervisor/internal/change"
 )
@@ -41,8 +42,9 @@ type result struct {
 	kind        resultKind
 	op          string // "put" or "delete" for failures
 	err         error
-	hash        [32]byte // content that failed permanently
-	keepFailure bool     // a skip that leaves an earlier permanent failure standing
+	hash        [32]byte      // content that failed permanently
+	retryAfter  time.Duration // the least wait the backend asked for
+	keepFailure bool          // a skip that leaves an earlier permanent failure standing
 }
 
 var done = result{}
@@ -143,6 +145,7 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 		return q.localFailure("put", j.path, err)
 	}
 	content := newSendReader(f, info.Size())
+	content.digest = sum
 	if err := q.backend.Put(ctx, j.path, content, info.Size(), info.Mode()); err != nil {
 		if content.err != nil {
 			return q.localFailure("put", j.path, content.err)
@@ -277,7 +280,12 @@ func (q *Queue) backendFailure(ctx context.Context, op string, err error, sum [3
 	if errors.Is(err, ErrPermanent) {
 		return result{kind: resultPermanent, op: op, err: err, hash: sum}
 	}
-	return result{kind: resultRetry, op: op, err: err}
+	r := result{kind: resultRetry, op: op, err: err}
+	var later *RetryAfterError
+	if errors.As(err, &later) {
+		r.retryAfter = later.Delay
+	}
+	return r
 }
 
 // fileReader is the part of *os.File an operation reads through.
@@ -308,11 +316,12 @@ func hashContent(r io.Reader, size int64) ([32]byte, error) {
 // before size bytes, is kept in err: the backend then fails the put rather
 // than store a truncated file, and the queue knows the failure was local.
 type sendReader struct {
-	r    io.Reader
-	size int64
-	n    int64
-	h    hash.Hash
-	err  error
+	r      io.Reader
+	size   int64
+	n      int64
+	h      hash.Hash
+	err    error
+	digest [32]byte // the hash put computed before sending; see Digested
 }
 
 func newSendReader(r io.Reader, size int64) *sendReader {
@@ -332,6 +341,9 @@ func (s *sendReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// SHA256 implements Digested.
+func (s *sendReader) SHA256() [32]byte { return s.digest }
 
 func (s *sendReader) sum() [32]byte {
 	var out [32]byte

@@ -24,6 +24,12 @@ const (
 	DefaultConcurrency = 4
 )
 
+// maxRetryAfter caps the wait a backend may ask for (HTTP's Retry-After):
+// a server that asks for an hour would otherwise hold a path past any
+// flush. After the cap the path is tried again and may be told to wait
+// again.
+const maxRetryAfter = 5 * time.Minute
+
 // ErrUnsynced reports changes that a Flush could not deliver: paths still
 // pending when its context expired, or paths that failed permanently.
 var ErrUnsynced = errors.New("changes left unsynced")
@@ -81,8 +87,11 @@ type entry struct {
 	// so the path runs again after it.
 	hinted bool
 	// retryAt holds a failing path back until its backoff is over.
-	retryAt  time.Time
-	attempts int
+	retryAt time.Time
+	// heldUntil is the part of retryAt the backend asked for (Retry-After);
+	// unlike the queue's own backoff, a Flush keeps it.
+	heldUntil time.Time
+	attempts  int
 	// runningSince is the first detection the running operation covers,
 	// so /status counts an in-flight path's age too.
 	runningSince time.Time
@@ -458,7 +467,7 @@ func (q *Queue) take() (*entry, job, bool) {
 	j := job{path: e.path, first: e.first, attempts: e.attempts}
 	e.runningSince = e.first
 	e.first, e.fsFirst, e.fsLast = time.Time{}, time.Time{}, time.Time{}
-	e.urgent, e.hinted, e.retryAt = false, false, time.Time{}
+	e.urgent, e.hinted, e.retryAt, e.heldUntil = false, false, time.Time{}, time.Time{}
 	return e, j, true
 }
 
@@ -490,9 +499,13 @@ func (q *Queue) finish(e *entry, j job, r result) {
 		e.urgent, e.hinted = true, true
 	case resultRetry:
 		e.attempts = j.attempts + 1
-		wait := backoff(e.attempts, q.retryMin, q.retryMax)
+		held := min(r.retryAfter, maxRetryAfter)
+		wait := max(backoff(e.attempts, q.retryMin, q.retryMax), held)
 		q.restoreFirst(e, j)
 		e.urgent, e.hinted, e.retryAt = true, true, now.Add(wait)
+		if held > 0 {
+			e.heldUntil = now.Add(held)
+		}
 		q.recordFailure(e.path, r, e.attempts, now, false)
 		q.metrics.SyncRetries.Inc()
 		q.log.Warn("sync failed, will retry", "op", r.op, "path", e.path,
@@ -552,7 +565,8 @@ func (q *Queue) permanentlyFailed(path string, hash [32]byte) bool {
 	return f != nil && f.permanent && f.hash == hash
 }
 
-// Flush makes every entry ready now and waits until the queue is empty and
+// Flush makes every entry ready now, except those the backend asked to
+// hold back (Retry-After), and waits until the queue is empty and
 // no operation is in flight. Hints that arrive during a Flush are ready at
 // once too. Run must be running. When ctx ends first, or when paths failed
 // permanently, Flush returns an error wrapping ErrUnsynced; Pending lists
@@ -562,7 +576,7 @@ func (q *Queue) Flush(ctx context.Context) error {
 	q.flushing++
 	now := q.clock.Now()
 	for e := range q.waiting {
-		e.urgent, e.retryAt = true, time.Time{}
+		e.urgent, e.retryAt = true, e.heldUntil
 		q.place(e, now)
 	}
 	q.mu.Unlock()
