@@ -171,7 +171,7 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 		Filter:      filter,
 		Backend:     s.backend,
 		StateDir:    cfg.StateDir,
-		Debounce:    cfg.Debounce,
+		Debounce:    queueDebounce(cfg.Debounce),
 		MaxDelay:    cfg.MaxDelay,
 		Concurrency: cfg.Concurrency,
 		MaxFileSize: cfg.MaxFileSize,

@@ -30,6 +30,11 @@ const (
 // again.
 const maxRetryAfter = 5 * time.Minute
 
+// NoDebounce as Config.Debounce makes filesystem changes ready as soon as
+// they are seen. A file being written may then be sent more than once; the
+// content hash drops the copies that did not change.
+const NoDebounce time.Duration = -1
+
 // ErrUnsynced reports changes that a Flush could not deliver: paths still
 // pending when its context expired, or paths that failed permanently.
 var ErrUnsynced = errors.New("changes left unsynced")
@@ -45,7 +50,8 @@ type Config struct {
 	// StateDir holds the manifest; it is created when missing. Required.
 	StateDir string
 	// Debounce is the quiet time a filesystem-only change waits for.
-	// Zero means DefaultDebounce.
+	// Zero means DefaultDebounce; NoDebounce makes such changes ready at
+	// once.
 	Debounce time.Duration
 	// MaxDelay bounds how long a path that keeps changing waits after its
 	// first hint. Zero means DefaultMaxDelay.
@@ -176,7 +182,7 @@ func New(cfg Config) (*Queue, error) {
 		clock:       cfg.Clock,
 		log:         cfg.Logger,
 		metrics:     cfg.Metrics,
-		debounce:    orDefault(cfg.Debounce, DefaultDebounce),
+		debounce:    debounceOf(cfg.Debounce),
 		maxDelay:    orDefault(cfg.MaxDelay, DefaultMaxDelay),
 		concurrency: cfg.Concurrency,
 		maxFileSize: cfg.MaxFileSize,
@@ -210,6 +216,13 @@ func New(cfg Config) (*Queue, error) {
 		q.detected[s] = q.metrics.ChangesDetected.WithLabelValues(s.String())
 	}
 	return q, nil
+}
+
+func debounceOf(d time.Duration) time.Duration {
+	if d < 0 {
+		return 0
+	}
+	return orDefault(d, DefaultDebounce)
 }
 
 func orDefault(d, def time.Duration) time.Duration {

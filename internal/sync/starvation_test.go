@@ -101,3 +101,12 @@ func TestAppendEvery100msNeitherStarvesItselfNorOthers(t *testing.T) {
 		})
 	}
 }
+
+func TestNoDebounceMakesFilesystemHintsReadyAtOnce(t *testing.T) {
+	clock := newFakeClock()
+	f := newFixture(t, func(c *Config) { c.Clock, c.Debounce = clock, NoDebounce })
+	f.hint(change.SourceFS, "a.txt")
+	if !isReady(f.queue, "a.txt") {
+		t.Fatal("a filesystem hint waits although the debounce is off")
+	}
+}
