@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestReadyzIsUnavailableUntilTheStartupScanIsDone starts a supervisor on
+// a workspace of 20,000 files, whose start-up scan takes a noticeable
+// time, and probes it from the moment it listens: /readyz answers 503
+// naming the start-up scan until the scan is done, then 200, and
+// `supervisor health` agrees with it.
+func TestReadyzIsUnavailableUntilTheStartupScanIsDone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 20,000 files")
+	}
+	root := t.TempDir()
+	ws := filepath.Join(root, "workspace")
+	makeFiles(t, ws, "before", 20, 1000)
+	sup, release := startHeld(t, ws, "--sync", "dir:"+filepath.Join(root, "mirror"),
+		"--flush-timeout", "1s")
+	addr := sup.metricsAddr(t)
+
+	// The first answer comes while the scan runs: the watch of 20 directories
+	// and the walk of 20,000 files take far longer than one request.
+	code, body := readyz(t, addr)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "startup_scan: starting") {
+		t.Fatalf("first /readyz: %d %q; want 503 naming startup_scan", code, body)
+	}
+	healthCode, healthOut := health(t, addr)
+	if code, _ := readyz(t, addr); code == http.StatusServiceUnavailable {
+		// Still unready after health answered, so health saw it unready too.
+		if healthCode != 1 || !strings.Contains(healthOut, "startup_scan") {
+			t.Errorf("health during the scan: exit %d %q; want 1 naming startup_scan",
+				healthCode, healthOut)
+		}
+	} else {
+		t.Logf("the scan ended while health ran; its answer proves nothing: %d %q",
+			healthCode, healthOut)
+	}
+
+	// Every answer is 503 until the first 200, and that one comes only
+	// after the scan has been logged as done.
+	waitFor(t, func() bool {
+		code, body := readyz(t, addr)
+		if code != http.StatusOK && code != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz answered %d %q", code, body)
+		}
+		return code == http.StatusOK
+	})
+	waitFor(t, func() bool { return strings.Contains(sup.stderr.String(), "start-up scan done") })
+	if !strings.Contains(sup.stderr.String(), "queued=20000") {
+		t.Errorf("the start-up scan did not queue the 20,000 files:\n%s", sup.stderr.String())
+	}
+	if code, out := health(t, addr); code != 0 || !strings.Contains(out, "ready") {
+		t.Errorf("health once ready: exit %d %q; want 0, ready", code, out)
+	}
+
+	release()
+	sup.wait(t, time.Minute)
+}
+
+// TestReadyzFollowsTheBackend makes the dir: backend's directory unusable
+// (a regular file stands where its parent should be), usable, and unusable
+// again: /readyz, `supervisor health` and supervisor_sync_backend_up
+// follow each change within the probe's interval.
+func TestReadyzFollowsTheBackend(t *testing.T) {
+	root := t.TempDir()
+	ws, parent := filepath.Join(root, "workspace"), filepath.Join(root, "parent")
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	blockBackend := func() {
+		t.Helper()
+		if err := os.WriteFile(parent, []byte("not a directory"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blockBackend()
+	sup, release := startHeld(t, ws, "--sync", "dir:"+filepath.Join(parent, "mirror"))
+	addr := sup.metricsAddr(t)
+
+	expectUnready := func(when string) {
+		t.Helper()
+		var body string
+		waitFor(t, func() bool {
+			var code int
+			code, body = readyz(t, addr)
+			return code == http.StatusServiceUnavailable && strings.Contains(body, "backend:") &&
+				!strings.Contains(body, "startup_scan") && !strings.Contains(body, "watcher")
+		})
+		if !strings.Contains(body, "unable to create mirror directory") {
+			t.Errorf("%s: /readyz %q does not say what is wrong with the backend", when, body)
+		}
+		if strings.Count(body, "\n") != 1 {
+			t.Errorf("%s: /readyz reason is not one line: %q", when, body)
+		}
+		if code, out := health(t, addr); code != 1 || !strings.Contains(out, "backend:") {
+			t.Errorf("%s: health exit %d %q; want 1 naming the backend", when, code, out)
+		}
+		samples := scrape(t, addr)
+		if samples["supervisor_sync_backend_up"] != 0 || samples["supervisor_ready"] != 0 {
+			t.Errorf("%s: backend_up %v, ready %v; want 0 and 0", when,
+				samples["supervisor_sync_backend_up"], samples["supervisor_ready"])
+		}
+	}
+
+	expectUnready("backend unusable at start")
+
+	// Probes run every backendCheckInterval (5 s), which waitFor's 20 s covers.
+	if err := os.Remove(parent); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		code, _ := readyz(t, addr)
+		return code == http.StatusOK
+	})
+	if code, out := health(t, addr); code != 0 {
+		t.Errorf("backend usable: health exit %d %q; want 0", code, out)
+	}
+	samples := scrape(t, addr)
+	if samples["supervisor_sync_backend_up"] != 1 || samples["supervisor_ready"] != 1 {
+		t.Errorf("backend usable: backend_up %v, ready %v; want 1 and 1",
+			samples["supervisor_sync_backend_up"], samples["supervisor_ready"])
+	}
+
+	if err := os.RemoveAll(parent); err != nil {
+		t.Fatal(err)
+	}
+	blockBackend()
+	expectUnready("backend lost while running")
+
+	release()
+	sup.wait(t, time.Minute)
+}
+
+// startHeld starts `supervisor run` in ws with a child that waits until
+// release is called, listening on a free loopback port.
+func startHeld(t *testing.T, ws string, args ...string) (*supervised, func()) {
+	t.Helper()
+	hold := filepath.Join(t.TempDir(), "hold")
+	if err := os.WriteFile(hold, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Cleanups run last first: this one runs after the supervisor's, so a
+	// failed test does not leave the child waiting.
+	t.Cleanup(func() { _ = os.Remove(hold) })
+	args = append([]string{"run", "--listen", "127.0.0.1:0"}, args...)
+	args = append(args, "--", "sh", "-c",
+		fmt.Sprintf("while [ -e %q ]; do sleep 0.02; done", hold))
+	sup := startSupervisor(t, ws, nil, args...)
+	return sup, func() {
+		if err := os.Remove(hold); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// makeFiles writes dirs*perDir small distinct files beneath root.
+func makeFiles(t *testing.T, root, prefix string, dirs, perDir int) {
+	t.Helper()
+	for d := range dirs {
+		dir := filepath.Join(root, fmt.Sprintf("%s-%02d", prefix, d))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f := range perDir {
+			name := filepath.Join(dir, fmt.Sprintf("file-%05d.txt", f))
+			if err := os.WriteFile(name, []byte(name), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// readyz returns the status and body of GET /readyz.
+func readyz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("/readyz: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("/readyz: %v", err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// health runs `supervisor health` against addr and returns its exit status
+// and combined output.
+func health(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	out, err := exec.Command(supervisorBin, "health", "--listen", addr).CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	}
+	t.Fatalf("supervisor health: %v", err)
+	return -1, ""
+}
