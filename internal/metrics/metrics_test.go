@@ -29,14 +29,7 @@ func TestLabelsAreBoundedByConstruction(t *testing.T) {
 		"source": true, "reason": true, "op": true, "result": true,
 		"tool": true, "type": true, "outcome": true, "kind": true,
 	}
-	m := New()
-	// Families without a precreated series show their labels once used.
-	m.AgentEvents.WithLabelValues("system").Inc()
-	m.AgentParseErrors.WithLabelValues("not_json").Inc()
-	m.AgentToolUses.WithLabelValues("Write").Inc()
-	m.AgentToolErrors.WithLabelValues("Write").Inc()
-	m.AgentPathsDrop.WithLabelValues("outside").Inc()
-	families, err := m.Registry.Gather()
+	families, err := touched().Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,4 +104,16 @@ func TestSampledGaugeReadsItsSourceOnEveryScrape(t *testing.T) {
 	if got := testutil.ToFloat64(m.WatcherDegraded); got != 1 {
 		t.Errorf("degraded watcher: %v, want 1", got)
 	}
+}
+
+// touched returns a Metrics whose families without precreated series have
+// one, so that a gather shows every family with its labels.
+func touched() *Metrics {
+	m := New()
+	m.AgentEvents.WithLabelValues("system").Inc()
+	m.AgentParseErrors.WithLabelValues("not_json").Inc()
+	m.AgentToolUses.WithLabelValues("Write").Inc()
+	m.AgentToolErrors.WithLabelValues("Write").Inc()
+	m.AgentPathsDrop.WithLabelValues("outside").Inc()
+	return m
 }
