@@ -73,6 +73,8 @@ func TestPrometheusScrapesTheSupervisorDuringAnAgentSession(t *testing.T) {
 	buckets := strconv.Itoa(len(metrics.LatencyBuckets) + 1)
 	checks := []struct{ query, want string }{
 		{`up{job="supervisor"}`, "1"},
+		// rate() in the dashboard needs more than one scrape.
+		{`count_over_time(up{job="supervisor"}[1m]) >= bool 3`, "1"},
 		{`sum(supervisor_sync_operations_total{op="put",result="success"}) >= bool 3`, "1"},
 		{`sum(supervisor_sync_latency_seconds_count{op="put"}) >= bool 3`, "1"},
 		{`sum(supervisor_sync_latency_seconds_bucket{op="put",le="+Inf"}) >= bool 3`, "1"},
@@ -98,6 +100,7 @@ func TestPrometheusScrapesTheSupervisorDuringAnAgentSession(t *testing.T) {
 	if n := prom.loadedRules(t); n < 10 {
 		t.Errorf("Prometheus loaded %d alerting rules from deploy/prometheus/rules.yml", n)
 	}
+	checkDashboardQueries(t, prom)
 	checkMetricsWithPromtool(t, promtool, addr)
 	close(scraped)
 
@@ -160,6 +163,49 @@ func TestSeriesDoNotGrowWithTheNumberOfFiles(t *testing.T) {
 
 	release()
 	sup.wait(t, time.Minute)
+}
+
+// checkDashboardQueries evaluates every query of the Grafana dashboard,
+// with its variables filled in as Grafana would, against Prometheus: each
+// must parse and evaluate, and the panels on sync and the agent must show
+// data.
+func checkDashboardQueries(t *testing.T, prom *prometheus) {
+	t.Helper()
+	var dashboard struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	data, err := os.ReadFile("../../deploy/grafana/dashboards/supervisor.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &dashboard); err != nil {
+		t.Fatal(err)
+	}
+	variables := strings.NewReplacer("$instance", ".*", "$__rate_interval", "1m",
+		"$__range", "5m")
+	queries := 0
+	for _, p := range dashboard.Panels {
+		for _, target := range p.Targets {
+			queries++
+			samples, err := prom.evaluate(t, variables.Replace(target.Expr))
+			if err != nil {
+				t.Errorf("panel %q: %s: %v", p.Title, target.Expr, err)
+				continue
+			}
+			if samples == 0 && (strings.Contains(target.Expr, "supervisor_sync_operations_total") ||
+				strings.Contains(target.Expr, "supervisor_agent_tool_uses_total")) {
+				t.Errorf("panel %q shows no data: %s", p.Title, target.Expr)
+			}
+		}
+	}
+	if queries < 20 {
+		t.Errorf("the dashboard has %d queries; it lost panels", queries)
+	}
 }
 
 // ownSeries returns the supervisor_ series of a scrape.
@@ -317,6 +363,28 @@ func (p *prometheus) query(t *testing.T, expr string) string {
 	}
 	t.Fatalf("query %s: %d samples, want one", expr, len(result.Data.Result))
 	return ""
+}
+
+// evaluate runs an instant query and returns how many samples or series
+// it yields, or Prometheus' error.
+func (p *prometheus) evaluate(t *testing.T, expr string) (int, error) {
+	t.Helper()
+	var result struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			Result json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	p.get(t, "/api/v1/query?query="+url.QueryEscape(expr), &result)
+	if result.Status != "success" {
+		return 0, fmt.Errorf("%s", result.Error)
+	}
+	var series []json.RawMessage
+	if err := json.Unmarshal(result.Data.Result, &series); err != nil {
+		return 1, nil // a scalar
+	}
+	return len(series), nil
 }
 
 // loadedRules counts the alerting rules Prometheus has loaded.
