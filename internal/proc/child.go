@@ -212,7 +212,9 @@ func (c *Child) Done() <-chan struct{} { return c.done }
 // Signal sends sig to the child's process group. A terminating signal
 // (SIGTERM, SIGINT, SIGHUP, SIGQUIT) also starts the grace period, after
 // which the group gets SIGKILL if the child is still running; further
-// signals do not extend it.
+// signals do not extend it. (A second SIGINT or SIGTERM arriving on
+// Config.Signals during the grace period kills at once; Signal itself
+// never escalates.)
 func (c *Child) Signal(sig syscall.Signal) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -322,6 +324,7 @@ func (c *Child) running(pid int) {
 // console, drains the output and releases Wait.
 func (c *Child) supervise(ctx context.Context, exited <-chan Status, s *streams,
 	out *spool, readers <-chan struct{}) {
+	defer RestoreOnPanic()
 	st := c.forwardUntilExit(ctx, exited, s)
 	c.exited(st)
 
@@ -345,7 +348,7 @@ func (c *Child) forwardUntilExit(ctx context.Context, exited <-chan Status, s *s
 			return st
 		case sig := <-c.cfg.Signals:
 			if ssig, ok := sig.(syscall.Signal); ok {
-				c.forward(ssig)
+				c.forwardFromOperator(ssig)
 			}
 		case <-stop:
 			stop = nil
@@ -358,6 +361,24 @@ func (c *Child) forwardUntilExit(ctx context.Context, exited <-chan Status, s *s
 	}
 }
 
+// forwardFromOperator forwards a signal the supervisor received. A second
+// SIGINT or SIGTERM while the grace period runs kills the process group at
+// once: whoever sent it (a person pressing Ctrl-C twice, an orchestrator
+// that gave up) does not want to wait for the rest of the grace.
+func (c *Child) forwardFromOperator(sig syscall.Signal) {
+	if (sig == syscall.SIGINT || sig == syscall.SIGTERM) && c.inGrace() {
+		c.kill("second signal during the grace period", sig)
+		return
+	}
+	c.forward(sig)
+}
+
+func (c *Child) inGrace() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.graceTimer != nil && c.state == StateRunning
+}
+
 func (c *Child) forward(sig syscall.Signal) {
 	if err := c.Signal(sig); err != nil && !errors.Is(err, ErrNotRunning) {
 		c.log.Error("unable to forward signal", "signal", signalName(sig), "error", err)
@@ -366,13 +387,19 @@ func (c *Child) forward(sig syscall.Signal) {
 
 // graceOver kills the process group of a child that outlived its grace.
 func (c *Child) graceOver() {
+	c.kill("grace period over", 0)
+}
+
+// kill sends SIGKILL to the child's process group now. sig is the signal
+// that asked for it, if any, for the log.
+func (c *Child) kill(why string, sig syscall.Signal) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != StateRunning {
 		return
 	}
-	c.log.Warn("grace period over, killing the process group",
-		"pgid", c.pid, "grace_ms", c.grace.Milliseconds())
+	c.log.Warn(why+", killing the process group", "pgid", c.pid,
+		"signal", signalName(sig), "grace_ms", c.grace.Milliseconds())
 	if err := unix.Kill(-c.pid, syscall.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		c.log.Error("unable to kill the process group", "pgid", c.pid, "error", err)
 	}
@@ -402,7 +429,10 @@ func (c *Child) exited(st Status) {
 func (c *Child) readOutputs(outputs []*os.File, out *spool) <-chan struct{} {
 	var wg sync.WaitGroup
 	for _, f := range outputs {
-		wg.Go(func() { c.readOutput(f, out) })
+		wg.Go(func() {
+			defer RestoreOnPanic()
+			c.readOutput(f, out)
+		})
 	}
 	done := make(chan struct{})
 	go func() {
