@@ -14,6 +14,10 @@
 // and decodes it from the io.Writer it is given), does not decide the
 // supervisor's exit status (main does, from Status.ExitCode), and does not
 // install process-wide signal handlers beyond SIGCHLD for the reaper,
-// SIGWINCH while a terminal is attached, and what NotifySignals sets up
-// at main's request.
+// SIGWINCH and FatalSignals while a terminal is attached, and what
+// NotifySignals sets up at main's request.
+//
+// A terminal put in raw mode is restored on every way out the package can
+// see: the child's exit, a panic in a goroutine that defers RestoreOnPanic
+// (main defers it in each goroutine it starts), and FatalSignals.
 package proc

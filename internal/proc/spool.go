@@ -92,6 +92,8 @@ func (s *spool) Err() error {
 
 func (s *spool) drain() {
 	defer close(s.flushed)
+	// The Output writers (stdout, the decoder) run on this goroutine.
+	defer RestoreOnPanic()
 	for {
 		s.mu.Lock()
 		for len(s.chunks) == 0 && !s.closed {

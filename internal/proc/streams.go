@@ -157,6 +157,7 @@ func (s *streams) copyKeystrokes() error {
 	s.keystrokes = make(chan struct{})
 	go func() {
 		defer close(s.keystrokes)
+		defer RestoreOnPanic()
 		s.pumpKeystrokes(wake[0])
 	}()
 	return nil

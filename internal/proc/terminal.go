@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 
 	"github.com/creack/pty"
@@ -82,7 +83,9 @@ func setBatchMode(tty *os.File) error {
 type console struct {
 	f  *os.File
 	fd int
-	// saved is the mode to restore after raw mode; nil while not raw.
+	// mu guards saved, the mode to restore after raw mode; nil while not
+	// raw.
+	mu    sync.Mutex
 	saved *term.State
 }
 
@@ -116,17 +119,28 @@ func (c *console) makeRaw() error {
 	if err != nil {
 		return fmt.Errorf("unable to put the terminal in raw mode: %w", err)
 	}
+	c.mu.Lock()
 	c.saved = saved
+	c.mu.Unlock()
+	registerRaw(c)
 	return nil
 }
 
 // restore undoes makeRaw; it is safe to call more than once.
 func (c *console) restore() error {
-	if c == nil || c.saved == nil {
+	if c == nil {
+		return nil
+	}
+	// The lock makes a restore from a panic or a fatal signal and the
+	// normal one after the child's exit happen once, not interleaved.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.saved == nil {
 		return nil
 	}
 	saved := c.saved
 	c.saved = nil
+	unregisterRaw(c)
 	if err := term.Restore(c.fd, saved); err != nil {
 		return fmt.Errorf("unable to restore the terminal mode: %w", err)
 	}
