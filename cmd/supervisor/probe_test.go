@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -217,4 +218,59 @@ func health(t *testing.T, addr string) (int, string) {
 	}
 	t.Fatalf("supervisor health: %v", err)
 	return -1, ""
+}
+
+// TestJSONLogsGiveOneObjectPerLine runs a short child under --log-format
+// json with a sync token in the environment, and reads stderr as an
+// operator's log pipeline would: every line one JSON object; a start-up
+// line with the configuration and without the token; one line for the
+// child's start and one for its exit with the status.
+func TestJSONLogsGiveOneObjectPerLine(t *testing.T) {
+	root := t.TempDir()
+	const token = "tok-3b1f9c-never-logged"
+	sup := startSupervisor(t, root, []string{"SUPERVISOR_SYNC_TOKEN=" + token},
+		"run", "--log-format", "json", "--listen", "", "--sync",
+		"dir:"+filepath.Join(t.TempDir(), "mirror"), "--", "sh", "-c", "exit 3")
+	if code := sup.wait(t, 30*time.Second); code != 3 {
+		t.Errorf("exit status %d, want the child's 3", code)
+	}
+
+	stderr := sup.stderr.String()
+	if strings.Contains(stderr, token) {
+		t.Errorf("the sync token appears in the logs:\n%s", stderr)
+	}
+	byMessage := map[string][]map[string]any{}
+	for i, line := range strings.Split(strings.TrimSuffix(stderr, "\n"), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Errorf("stderr line %d is not a JSON object: %v: %q", i+1, err, line)
+			continue
+		}
+		msg, _ := entry["@message"].(string)
+		byMessage[msg] = append(byMessage[msg], entry)
+	}
+
+	for _, tc := range []struct {
+		message string
+		keys    []string
+	}{
+		{"starting", []string{"version", "workspace", "sync", "state_dir", "debounce_ms",
+			"grace_ms", "flush_timeout_ms", "sync_concurrency", "max_file_size_bytes"}},
+		{"child started", []string{"pid", "argv0"}},
+		{"child exited", []string{"pid", "exit_code", "duration_ms"}},
+	} {
+		entries := byMessage[tc.message]
+		if len(entries) != 1 {
+			t.Errorf("%d %q lines, want one", len(entries), tc.message)
+			continue
+		}
+		for _, k := range tc.keys {
+			if _, ok := entries[0][k]; !ok {
+				t.Errorf("%q line lacks %s: %v", tc.message, k, entries[0])
+			}
+		}
+	}
+	if exited := byMessage["child exited"]; len(exited) == 1 && exited[0]["exit_code"] != 3.0 {
+		t.Errorf("child exited with exit_code %v, want 3", exited[0]["exit_code"])
+	}
 }

@@ -491,7 +491,13 @@ func (s *supervisor) logStart() {
 		"max_delay_ms", cfg.MaxDelay.Milliseconds(),
 		"grace_ms", cfg.Grace.Milliseconds(),
 		"flush_timeout_ms", cfg.Flush.Milliseconds(),
+		"drain_timeout_ms", cfg.Drain.Milliseconds(),
 		"ignore", strings.Join(cfg.Ignore, ","),
+		"gitignore", cfg.Gitignore,
+		"rescan_interval_ms", cfg.Rescan.Milliseconds(),
+		"sync_concurrency", cfg.Concurrency,
+		"max_file_size_bytes", cfg.MaxFileSize,
+		"baseline", cfg.Baseline,
 		"pid", os.Getpid())
 }
 
