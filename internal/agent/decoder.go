@@ -76,6 +76,10 @@ type Config struct {
 	MaxPendingTools int
 	// Now stamps the session's result. Nil means time.Now.
 	Now func() time.Time
+	// OnResult, when not nil, is called with the session after each result
+	// line is recorded, from the goroutine that calls Write or Close. It
+	// must return quickly. The supervisor's result watchdog uses it.
+	OnResult func(Session)
 }
 
 // Decoder turns the child's raw output into change hints. Feed it the
@@ -91,6 +95,8 @@ type Decoder struct {
 	m    *metrics.Metrics
 	log  hclog.Logger
 	now  func() time.Time
+
+	onResult func(Session)
 
 	// feed serialises Write and Close, and guards the fields below it.
 	feed    sync.Mutex
@@ -128,12 +134,13 @@ func NewDecoder(cfg Config) (*Decoder, error) {
 		return nil, ErrNoSink
 	}
 	d := &Decoder{
-		ws:      cfg.Workspace,
-		sink:    cfg.Sink,
-		m:       cfg.Metrics,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		pending: newPendingTools(cfg.MaxPendingTools),
+		ws:       cfg.Workspace,
+		sink:     cfg.Sink,
+		m:        cfg.Metrics,
+		log:      cfg.Logger,
+		now:      cfg.Now,
+		onResult: cfg.OnResult,
+		pending:  newPendingTools(cfg.MaxPendingTools),
 	}
 	if d.m == nil {
 		d.m = metrics.New()
@@ -390,7 +397,11 @@ func (d *Decoder) result(ev *event) {
 	d.session.NumTurns = int(amount(ev.NumTurns))
 	d.session.CostUSD = amount(ev.TotalCostUSD)
 	d.session.DurationMS = int64(amount(ev.DurationMS))
+	session := d.session
 	d.mu.Unlock()
+	if d.onResult != nil {
+		d.onResult(session)
+	}
 
 	d.log.Info("agent session finished", "outcome", outcome,
 		"num_turns", ev.NumTurns, "duration_ms", ev.DurationMS, "cost_usd", ev.TotalCostUSD)
