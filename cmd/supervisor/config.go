@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	syncq "github.com/agent-supervisor/supervisor/internal/sync"
 )
 
 const defaultListen = "127.0.0.1:9464"
@@ -36,10 +38,15 @@ type runConfig struct {
 	NoPTY       bool
 	Concurrency int
 	MaxFileSize int64
-	Baseline    bool
-	Subreaper   bool
-	LogLevel    string
-	LogFormat   string
+	SyncTimeout time.Duration
+	// SyncTokenFile names a file holding the backend's bearer token;
+	// syncToken is the token itself, from that file or SUPERVISOR_SYNC_TOKEN.
+	SyncTokenFile string
+	syncToken     secret
+	Baseline      bool
+	Subreaper     bool
+	LogLevel      string
+	LogFormat     string
 }
 
 // stringList is a repeatable string flag.
@@ -65,7 +72,10 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Workspace, "workspace", "",
 		"tree to watch and sync (default: the current directory)")
 	fs.StringVar(&cfg.Sync, "sync", "",
-		"where changes go: dir:PATH mirrors into a local directory (required)")
+		"where changes go (required): dir:PATH mirrors into a local directory; "+
+			"http://HOST/BASE or https://... PUTs and DELETEs each path (docs/sync-protocol.md); "+
+			"exec:TEMPLATE runs a command per change, with {op}, {path} and {abs} "+
+			"replaced inside single arguments, never through a shell")
 	fs.StringVar(&cfg.StateDir, "state-dir", "",
 		"manifest and other state (default: .supervisor inside the workspace; never synced)")
 	fs.StringVar(&cfg.Listen, "listen", defaultListen,
@@ -100,6 +110,13 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) *flag.FlagSet {
 			"output when not on a terminal)")
 	fs.IntVar(&cfg.Concurrency, "sync-concurrency", 4,
 		"backend operations in flight at once (never two for one path)")
+	fs.DurationVar(&cfg.SyncTimeout, "sync-timeout", syncq.DefaultOpTimeout,
+		"longest one backend request or exec command may take before it is abandoned "+
+			"and retried; raise it for large files on slow links")
+	fs.StringVar(&cfg.SyncTokenFile, "sync-token-file", "",
+		"file holding the bearer token for an http(s) backend (also handed to exec "+
+			"commands as SUPERVISOR_SYNC_TOKEN); or set SUPERVISOR_SYNC_TOKEN itself. "+
+			"Never passed to the child")
 	fs.Int64Var(&cfg.MaxFileSize, "max-file-size", 100<<20,
 		"files larger than this many bytes are skipped and counted")
 	fs.BoolVar(&cfg.Baseline, "baseline", false,
@@ -200,6 +217,11 @@ func (c *runConfig) complete() error {
 		return errors.New("--sync-concurrency must be at least 1")
 	case c.MaxFileSize < 0:
 		return errors.New("--max-file-size must not be negative")
+	case c.SyncTimeout <= 0:
+		return errors.New("--sync-timeout must be positive")
+	}
+	if err := c.loadSyncToken(os.Getenv); err != nil {
+		return err
 	}
 	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {
 		return fmt.Errorf("--log-level must be trace, debug, info, warn or error, not %q",

@@ -154,7 +154,7 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 	if cfg.Gitignore {
 		filter.ReadGitignore(s.workspace)
 	}
-	if s.backend, err = syncq.ParseTarget(cfg.Sync); err != nil {
+	if s.backend, err = s.openBackend(); err != nil {
 		return fmt.Errorf("unable to use --sync %s: %w", redactTarget(cfg.Sync), err)
 	}
 	// A mirror inside the workspace would be watched and mirrored into
