@@ -136,18 +136,18 @@ func newSupervisor(cfg *runConfig, log hclog.Logger, stdin, stdout *os.File) (*s
 // before the child starts.
 func (s *supervisor) openComponents(stdout *os.File) error {
 	cfg := s.cfg
+	// The workspace must exist already: creating a mistyped --workspace
+	// would watch and sync an empty tree and report success. The state
+	// directory is created by the queue when it opens the manifest.
 	var err error
-	if err = os.MkdirAll(cfg.StateDir, 0o755); err != nil {
-		return fmt.Errorf("unable to create the state directory: %w", err)
-	}
 	if s.workspace, err = change.NewWorkspace(cfg.Workspace); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	stateRel := ""
 	if rel, err := s.workspace.Rel("", cfg.StateDir); err == nil {
 		stateRel = rel
 	}
-	filter, err := change.NewFilter(stateRel, cfg.Ignore)
+	filter, err := change.NewFilter(stateRel, append(cfg.Ignore, s.teeIgnore()...))
 	if err != nil {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -155,6 +155,9 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 		filter.ReadGitignore(s.workspace)
 	}
 	if s.backend, err = s.openBackend(); err != nil {
+		if errors.Is(err, syncq.ErrUnknownTarget) {
+			err = fmt.Errorf("%w: %w", errUsage, err)
+		}
 		return fmt.Errorf("unable to use --sync %s: %w", redactTarget(cfg.Sync), err)
 	}
 	// A mirror inside the workspace would be watched and mirrored into
@@ -247,8 +250,10 @@ func (s *supervisor) run() int {
 	defer cancel()
 	var g run.Group
 
-	// The reaper runs the whole time and stops last: after the interrupt it
-	// still delivers the status of every process it started.
+	// Only the session ends the group; every other actor runs until it is
+	// interrupted, so the queue's workers are still there for the final
+	// flush. The reaper, once interrupted, keeps reaping until every process
+	// it started has reported (see proc.Reaper.Run).
 	{
 		reaperCtx, stopReaper := context.WithCancel(context.Background())
 		g.Add(func() error {
@@ -261,10 +266,18 @@ func (s *supervisor) run() int {
 
 	// The HTTP server for /metrics and the probes.
 	if s.server != nil {
+		serveCtx, stopServe := context.WithCancel(ctx)
 		g.Add(func() error {
 			s.log.Info("serving metrics and probes", "addr", s.server.Addr())
-			return s.server.Serve()
+			// Losing the probes must not stop the agent or its sync.
+			if err := s.server.Serve(); err != nil {
+				s.log.Error("the metrics and probe server stopped; restart the supervisor "+
+					"to get it back", "error", err)
+			}
+			<-serveCtx.Done()
+			return nil
 		}, func(error) {
+			stopServe()
 			s.server.Shutdown()
 		})
 	}
@@ -276,6 +289,9 @@ func (s *supervisor) run() int {
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		g.Add(func() error {
 			if err := s.watcher.Run(watchCtx); err != nil {
+				s.log.Error("the watcher stopped; filesystem changes now reach the mirror "+
+					"only through agent events, rescans and the final scan", "error", err)
+				s.readiness.Set(readyWatcher, "watcher stopped: "+err.Error())
 				watcherFailed <- err
 				<-watchCtx.Done()
 			}
@@ -340,9 +356,7 @@ func (s *supervisor) session(ctx context.Context, watcherFailed <-chan error) in
 	select {
 	case <-s.watcher.Ready():
 		s.readiness.Set(readyWatcher, "")
-	case err := <-watcherFailed:
-		s.readiness.Set(readyWatcher, "unable to watch the workspace")
-		s.log.Error("unable to watch the workspace", "error", err)
+	case <-watcherFailed:
 		return exitSetup
 	case <-ctx.Done():
 		return exitSetup
@@ -357,12 +371,6 @@ func (s *supervisor) session(ctx context.Context, watcherFailed <-chan error) in
 	s.readiness.Set(readyScan, "")
 
 	status := s.runChild(ctx)
-
-	// Whatever the watcher has not reported yet, a last scan finds.
-	if err := s.queue.Scan(context.Background(), "final"); err != nil {
-		s.log.Error("final scan failed; changes made at the very end may be synced "+
-			"only by the next start", "error", err)
-	}
 	s.flush()
 	return status
 }
@@ -424,16 +432,13 @@ func (s *supervisor) runChild(ctx context.Context) int {
 func (s *supervisor) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Flush)
 	defer cancel()
-	go func() {
-		select {
-		case sig := <-s.signals:
-			s.log.Warn("signal during the final flush; stopping it", "signal", sig.String())
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	go s.abortFlushOnSecondSignal(ctx, cancel)
 
 	start := time.Now()
+	if err := s.queue.Scan(ctx, "final"); err != nil {
+		s.log.Error("final scan failed; changes made at the very end may be synced "+
+			"only by the next start", "error", err)
+	}
 	err := s.queue.Flush(ctx)
 	if err == nil {
 		s.log.Info("final flush done", "duration_ms", time.Since(start).Milliseconds())
@@ -453,6 +458,37 @@ func (s *supervisor) flush() {
 		}
 		s.log.Error("unsynced", "path", p)
 	}
+}
+
+func (s *supervisor) abortFlushOnSecondSignal(ctx context.Context, cancel func()) {
+	stops := 0
+	for {
+		select {
+		case sig := <-s.signals:
+			if !isTerminating(sig) {
+				continue
+			}
+			if stops++; stops == 1 {
+				s.log.Warn("signal during the final flush; the flush goes on, a second "+
+					"signal stops it", "signal", sig.String(),
+					"flush_timeout_ms", s.cfg.Flush.Milliseconds())
+				continue
+			}
+			s.log.Warn("second signal during the final flush; stopping it", "signal", sig.String())
+			cancel()
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func isTerminating(sig os.Signal) bool {
+	switch sig {
+	case syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT:
+		return true
+	}
+	return false
 }
 
 // probeBackend keeps the backend's readiness condition current.
@@ -524,4 +560,34 @@ func redactTarget(target string) string {
 		return scheme + "://REDACTED@" + rest[at+1:]
 	}
 	return target
+}
+
+// teeIgnore returns an ignore pattern for a --tee file inside the
+// workspace: it changes with every chunk of output and is the agent's log,
+// not its work.
+func (s *supervisor) teeIgnore() []string {
+	if s.cfg.Tee == "" {
+		return nil
+	}
+	abs, err := filepath.Abs(s.cfg.Tee)
+	if err != nil {
+		return nil
+	}
+	rel, err := s.workspace.Rel("", abs)
+	if err != nil || rel == "" {
+		return nil
+	}
+	return []string{"/" + globEscape(rel)}
+}
+
+// globEscape quotes the characters path.Match treats as special.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
