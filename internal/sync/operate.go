@@ -261,6 +261,9 @@ func (q *Queue) succeeded(op string, j job, bytes int64) {
 	q.metrics.SyncBytes.Add(float64(bytes))
 	q.log.Debug("synced path", "op", op, "path", j.path, "bytes", bytes,
 		"latency_ms", latency.Milliseconds())
+	if q.onSynced != nil {
+		q.onSynced(Event{Op: op, Path: j.path, Bytes: bytes, Attempt: j.attempts + 1})
+	}
 }
 
 // localFailure is a failure on this side of the backend (a file that

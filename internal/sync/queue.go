@@ -71,6 +71,29 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Logger receives the queue's logs. Nil discards them.
 	Logger hclog.Logger
+	// OnSynced, when not nil, is called after each operation the backend
+	// accepted and the manifest recorded; OnFailed after each one that
+	// failed (retried or permanent). Both are called from a drain worker,
+	// never with the queue's lock held, so they must return quickly and may
+	// not wait for the queue. Skips and unchanged content call neither.
+	OnSynced, OnFailed func(Event)
+}
+
+// Event is one finished backend operation, as Config.OnSynced and
+// Config.OnFailed see it.
+type Event struct {
+	Op   string // "put" or "delete"
+	Path string // workspace-relative, slash-separated
+	// Bytes is the size sent by a put; zero for a delete.
+	Bytes int64
+	// Attempt counts the operations on this path since its last success,
+	// this one included.
+	Attempt int
+	// Err is why a failed operation failed; nil for a synced one.
+	Err error
+	// Permanent says a failed operation is not retried until the file
+	// changes again.
+	Permanent bool
 }
 
 // entry is one path waiting for, or undergoing, an operation. Its hint
@@ -140,6 +163,8 @@ type Queue struct {
 	maxFileSize int64
 	retryMin    time.Duration
 	retryMax    time.Duration
+	onSynced    func(Event)
+	onFailed    func(Event)
 
 	// openFile opens a file for reading without following a final symlink;
 	// tests replace it to produce read errors root cannot otherwise see.
@@ -188,6 +213,8 @@ func New(cfg Config) (*Queue, error) {
 		maxFileSize: cfg.MaxFileSize,
 		retryMin:    orDefault(cfg.RetryMin, DefaultRetryMin),
 		retryMax:    orDefault(cfg.RetryMax, DefaultRetryMax),
+		onSynced:    cfg.OnSynced,
+		onFailed:    cfg.OnFailed,
 		openFile:    openNoFollow,
 		kick:        make(chan struct{}, 1),
 		poke:        make(chan struct{}, 1),
@@ -455,10 +482,20 @@ func (q *Queue) work(ctx context.Context) {
 		}
 		r := q.operate(ctx, j)
 		q.finish(e, j, r)
+		q.reportFailure(j, r)
 		if ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// reportFailure passes a failed operation to Config.OnFailed.
+func (q *Queue) reportFailure(j job, r result) {
+	if q.onFailed == nil || (r.kind != resultRetry && r.kind != resultPermanent) {
+		return
+	}
+	q.onFailed(Event{Op: r.op, Path: j.path, Attempt: j.attempts + 1, Err: r.err,
+		Permanent: r.kind == resultPermanent})
 }
 
 // take hands the oldest ready entry to a worker.
