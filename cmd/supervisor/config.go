@@ -21,6 +21,8 @@ const defaultListen = "127.0.0.1:9464"
 // environment are merged. Its zero value is not meaningful; see parseRun.
 type runConfig struct {
 	Argv []string
+	// The watchdogs' flags (watchdog.go).
+	watchdogConfig
 
 	Workspace   string
 	Sync        string
@@ -122,6 +124,7 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&cfg.Baseline, "baseline", false,
 		"mark the current tree as already synced without uploading it (for a workspace "+
 			"just pulled from the backend)")
+	addWatchdogFlags(fs, &cfg.watchdogConfig)
 	fs.BoolVar(&cfg.Subreaper, "subreaper", true,
 		"when not PID 1, become a child subreaper so orphaned grandchildren are reaped here")
 	fs.StringVar(&cfg.LogLevel, "log-level", "info", "trace, debug, info, warn or error")
@@ -221,6 +224,9 @@ func (c *runConfig) complete() error {
 		return errors.New("--sync-timeout must be positive")
 	}
 	if err := c.loadSyncToken(os.Getenv); err != nil {
+		return err
+	}
+	if err := c.watchdogConfig.check(); err != nil {
 		return err
 	}
 	if hclog.LevelFromString(c.LogLevel) == hclog.NoLevel {

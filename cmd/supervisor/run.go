@@ -85,6 +85,7 @@ type supervisor struct {
 	watcher   *watch.Watcher
 	decoder   *agent.Decoder
 	output    *fanout
+	watchdog  *watchdog
 	tee       *os.File // nil without --tee
 
 	signals     <-chan os.Signal
@@ -196,7 +197,9 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 	if err != nil {
 		return err
 	}
+	s.watchdog = newWatchdog(cfg.IdleTimeout, cfg.ExitAfterResult, s.log.Named("watchdog"))
 	s.decoder, err = agent.NewDecoder(agent.Config{
+		OnResult:  s.watchdog.result,
 		Workspace: s.workspace,
 		Sink:      s.queue,
 		Metrics:   s.metrics,
@@ -215,6 +218,7 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 		s.output.add("tee", s.tee)
 	}
 	s.output.add("agent", s.decoder)
+	s.output.add("watchdog", s.watchdog)
 
 	if cfg.Listen != "" {
 		s.server = &metrics.Server{Metrics: s.metrics, Readiness: s.readiness, Status: s.status}
@@ -415,6 +419,7 @@ func (s *supervisor) runChild(ctx context.Context) int {
 
 	// A start failure is logged by the child and reported by Wait as 126 or 127.
 	_ = child.Start(ctx)
+	stopWatchdog := s.watchdog.watch(child.Stop)
 	status, err := child.Wait()
 	s.metrics.ChildExits.WithLabelValues(exitOutcome(status, err)).Inc()
 	if err != nil && !errors.Is(err, proc.ErrNotFound) && !errors.Is(err, proc.ErrCannotExecute) {
@@ -423,7 +428,7 @@ func (s *supervisor) runChild(ctx context.Context) int {
 	if err := s.decoder.Close(); err != nil {
 		s.log.Warn("unable to decode the last output line", "error", err)
 	}
-	return status.ExitCode()
+	return stopWatchdog(status.ExitCode())
 }
 
 // flush drains the queue within --flush-timeout. A signal during the flush
