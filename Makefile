@@ -28,6 +28,12 @@ demo: build claude
 test: claude
 	go test -race -count=1 -timeout 20m ./...
 
+## bench-sync: the queue and HTTP backend against the pipe they replace (a
+## shell loop spawning curl per file), on a loopback server; see BENCHMARKS.md.
+.PHONY: bench-sync
+bench-sync:
+	go test -run '^$$' -bench 'HTTPSync' -benchtime 3x -count 1 ./internal/sync
+
 ## test-short: unit tests only; no CLI needed.
 test-short:
 	go test -race -count=1 -short ./...
