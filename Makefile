@@ -34,6 +34,19 @@ test: claude
 bench-sync:
 	go test -run '^$$' -bench 'HTTPSync' -benchtime 3x -count 1 ./internal/sync
 
+## bench-detect: change detection, write to mirror: Go benchmarks of the
+## watcher and queue, then whole-process runs of the supervisor beside lsyncd
+## (Debian packages lsyncd and rsync) on the same workloads; see BENCHMARKS.md.
+.PHONY: bench-detect
+bench-detect: build
+	go test -run '^$$' -bench 'WriteToHint|HintToMirror' -benchtime 300x -count 1 \
+	  ./internal/watch ./internal/sync
+	go test -run '^$$' -count 1 \
+	  -bench '^Benchmark(BurstOf1000HintsToMirror|ScanOf10000UnchangedFiles|NotifyOnePath)$$' \
+	  ./internal/sync
+	go build -o bin/bench-detect ./bench/detect
+	bin/bench-detect -supervisor bin/supervisor
+
 ## test-short: unit tests only; no CLI needed.
 test-short:
 	go test -race -count=1 -short ./...
