@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	syncq "github.com/agent-supervisor/supervisor/internal/sync"
@@ -32,6 +33,10 @@ func (c *runConfig) loadSyncToken(getenv func(string) string) error {
 	if fromEnv != "" {
 		return fmt.Errorf("both %s and --sync-token-file are set; use one", envSyncToken)
 	}
+	if inside(c.Workspace, c.SyncTokenFile) {
+		return fmt.Errorf("--sync-token-file %s lies inside the workspace, where it would be "+
+			"synced and read by the agent; keep it elsewhere", c.SyncTokenFile)
+	}
 	data, err := os.ReadFile(c.SyncTokenFile)
 	if err != nil {
 		return fmt.Errorf("unable to read --sync-token-file: %w", err)
@@ -41,6 +46,17 @@ func (c *runConfig) loadSyncToken(getenv func(string) string) error {
 		return fmt.Errorf("--sync-token-file %s is empty", c.SyncTokenFile)
 	}
 	return c.setSyncToken(token, "--sync-token-file")
+}
+
+// inside reports whether path lies in or beneath dir, both made absolute.
+func inside(dir, path string) bool {
+	dir, errDir := filepath.Abs(dir)
+	path, errPath := filepath.Abs(path)
+	if dir == "" || errDir != nil || errPath != nil {
+		return false
+	}
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 func (c *runConfig) setSyncToken(token, source string) error {

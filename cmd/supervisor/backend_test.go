@@ -356,11 +356,12 @@ func TestSyncTokenSources(t *testing.T) {
 		return p
 	}
 	tests := []struct {
-		name    string
-		env     string
-		file    string
-		want    string
-		wantErr string
+		name      string
+		env       string
+		file      string
+		workspace string
+		want      string
+		wantErr   string
 	}{
 		{name: "none"},
 		{name: "environment", env: "abc", want: "abc"},
@@ -370,10 +371,14 @@ func TestSyncTokenSources(t *testing.T) {
 		{name: "missing file", file: filepath.Join(dir, "nope"), wantErr: "unable to read"},
 		{name: "blank inside", env: "ab c", wantErr: "blank or control"},
 		{name: "newline inside", file: file("a\nb"), wantErr: "blank or control"},
+		{name: "file in the workspace", file: file("in-ws"), workspace: dir,
+			wantErr: "inside the workspace"},
+		{name: "file beside the workspace", file: file("beside"),
+			workspace: filepath.Join(dir, "ws"), want: "beside"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &runConfig{SyncTokenFile: tt.file}
+			c := &runConfig{SyncTokenFile: tt.file, Workspace: tt.workspace}
 			err := c.loadSyncToken(func(name string) string {
 				if name == envSyncToken {
 					return tt.env
