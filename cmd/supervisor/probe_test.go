@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,60 +71,150 @@ func TestReadyzIsUnavailableUntilTheStartupScanIsDone(t *testing.T) {
 	sup.wait(t, time.Minute)
 }
 
-// TestReadyzFollowsTheBackend makes the dir: backend's directory unusable
-// (a regular file stands where its parent should be), usable, and unusable
-// again: /readyz, `supervisor health` and supervisor_sync_backend_up
-// follow each change within the probe's interval.
+// backendFault is a backend a test can take away and give back.
+type backendFault struct {
+	name    string
+	target  func(t *testing.T) string // the --sync value; called first
+	lose    func(t *testing.T)
+	restore func(t *testing.T)
+	reason  string // what /readyz says while the backend is lost
+}
+
+// TestReadyzFollowsTheBackend starts a supervisor with its backend lost,
+// gives the backend back and takes it away again: /readyz, `supervisor
+// health` and supervisor_sync_backend_up follow each change within the
+// probe's interval, for a dir: mirror whose directory cannot be created
+// and for an http:// server on loopback that stops.
 func TestReadyzFollowsTheBackend(t *testing.T) {
-	root := t.TempDir()
-	ws, parent := filepath.Join(root, "workspace"), filepath.Join(root, "parent")
-	if err := os.MkdirAll(ws, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	blockBackend := func() {
-		t.Helper()
-		if err := os.WriteFile(parent, []byte("not a directory"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	blockBackend()
-	sup, release := startHeld(t, ws, "--sync", "dir:"+filepath.Join(parent, "mirror"))
-	addr := sup.metricsAddr(t)
+	for _, fault := range []backendFault{dirFault(), httpFault()} {
+		t.Run(fault.name, func(t *testing.T) {
+			ws := filepath.Join(t.TempDir(), "workspace")
+			if err := os.MkdirAll(ws, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			target := fault.target(t)
+			fault.lose(t)
+			sup, release := startHeld(t, ws, "--sync", target)
+			addr := sup.metricsAddr(t)
 
-	expectUnready := func(when string) {
-		t.Helper()
-		var body string
-		waitFor(t, func() bool {
-			var code int
-			code, body = readyz(t, addr)
-			return code == http.StatusServiceUnavailable && strings.Contains(body, "backend:") &&
-				!strings.Contains(body, "startup_scan") && !strings.Contains(body, "watcher")
+			expectBackendLost(t, addr, fault.reason, "backend lost at start")
+			fault.restore(t)
+			expectBackendUsable(t, addr)
+			fault.lose(t)
+			expectBackendLost(t, addr, fault.reason, "backend lost while running")
+
+			release()
+			sup.wait(t, time.Minute)
 		})
-		if !strings.Contains(body, "unable to create mirror directory") {
-			t.Errorf("%s: /readyz %q does not say what is wrong with the backend", when, body)
-		}
-		if strings.Count(body, "\n") != 1 {
-			t.Errorf("%s: /readyz reason is not one line: %q", when, body)
-		}
-		if code, out := health(t, addr); code != 1 || !strings.Contains(out, "backend:") {
-			t.Errorf("%s: health exit %d %q; want 1 naming the backend", when, code, out)
-		}
-		samples := scrape(t, addr)
-		if samples["supervisor_sync_backend_up"] != 0 || samples["supervisor_ready"] != 0 {
-			t.Errorf("%s: backend_up %v, ready %v; want 0 and 0", when,
-				samples["supervisor_sync_backend_up"], samples["supervisor_ready"])
-		}
 	}
+}
 
-	expectUnready("backend unusable at start")
+// dirFault loses a dir: mirror by putting a regular file where its parent
+// directory should be.
+func dirFault() backendFault {
+	var parent string
+	return backendFault{
+		name: "dir",
+		target: func(t *testing.T) string {
+			parent = filepath.Join(t.TempDir(), "parent")
+			return "dir:" + filepath.Join(parent, "mirror")
+		},
+		lose: func(t *testing.T) {
+			if err := os.RemoveAll(parent); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(parent, []byte("not a directory"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		restore: func(t *testing.T) {
+			if err := os.Remove(parent); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(parent, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		},
+		reason: "unable to create mirror directory",
+	}
+}
 
+// httpFault loses an http:// backend by stopping the loopback server that
+// accepts everything, and restores it by serving on the same address again.
+func httpFault() backendFault {
+	var (
+		addr string
+		srv  *http.Server
+	)
+	accept := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return backendFault{
+		name: "http",
+		target: func(t *testing.T) string {
+			addr = freeLoopbackAddr(t)
+			t.Cleanup(func() {
+				if srv != nil {
+					_ = srv.Close()
+				}
+			})
+			return "http://" + addr + "/files"
+		},
+		lose: func(t *testing.T) {
+			if srv != nil {
+				if err := srv.Close(); err != nil {
+					t.Fatal(err)
+				}
+				srv = nil
+			}
+		},
+		restore: func(t *testing.T) {
+			var l net.Listener
+			waitFor(t, func() bool { // the port may linger for a moment
+				var err error
+				l, err = net.Listen("tcp", addr)
+				return err == nil
+			})
+			srv = &http.Server{Handler: accept, ReadHeaderTimeout: 5 * time.Second}
+			go func() { _ = srv.Serve(l) }()
+		},
+		reason: "unable to reach the backend",
+	}
+}
+
+// expectBackendLost waits until /readyz is 503 for the backend alone and
+// checks that the reason, health and the gauges say so.
+func expectBackendLost(t *testing.T, addr, reason, when string) {
+	t.Helper()
+	var body string
 	// Probes run every backendCheckInterval (5 s), which waitFor's 20 s covers.
-	if err := os.Remove(parent); err != nil {
-		t.Fatal(err)
+	waitFor(t, func() bool {
+		var code int
+		code, body = readyz(t, addr)
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "backend:") &&
+			!strings.Contains(body, "startup_scan") && !strings.Contains(body, "watcher")
+	})
+	if !strings.Contains(body, reason) {
+		t.Errorf("%s: /readyz %q does not say %q", when, body, reason)
 	}
-	if err := os.Mkdir(parent, 0o755); err != nil {
-		t.Fatal(err)
+	if strings.Count(body, "\n") != 1 {
+		t.Errorf("%s: /readyz reason is not one line: %q", when, body)
 	}
+	if code, out := health(t, addr); code != 1 || !strings.Contains(out, "backend:") {
+		t.Errorf("%s: health exit %d %q; want 1 naming the backend", when, code, out)
+	}
+	samples := scrape(t, addr)
+	if samples["supervisor_sync_backend_up"] != 0 || samples["supervisor_ready"] != 0 {
+		t.Errorf("%s: backend_up %v, ready %v; want 0 and 0", when,
+			samples["supervisor_sync_backend_up"], samples["supervisor_ready"])
+	}
+}
+
+// expectBackendUsable waits until /readyz is 200 and checks that health
+// and the gauges agree.
+func expectBackendUsable(t *testing.T, addr string) {
+	t.Helper()
 	waitFor(t, func() bool {
 		code, _ := readyz(t, addr)
 		return code == http.StatusOK
@@ -136,15 +227,6 @@ func TestReadyzFollowsTheBackend(t *testing.T) {
 		t.Errorf("backend usable: backend_up %v, ready %v; want 1 and 1",
 			samples["supervisor_sync_backend_up"], samples["supervisor_ready"])
 	}
-
-	if err := os.RemoveAll(parent); err != nil {
-		t.Fatal(err)
-	}
-	blockBackend()
-	expectUnready("backend lost while running")
-
-	release()
-	sup.wait(t, time.Minute)
 }
 
 // startHeld starts `supervisor run` in ws with a child that waits until
