@@ -37,8 +37,13 @@ func startAsPID1(t *testing.T, args ...string) (*supervised, string) {
 	full := append([]string{"--pid", "--fork", "--mount-proc", supervisorBin, "run",
 		"--workspace", ws, "--sync", "dir:" + filepath.Join(t.TempDir(), "mirror"),
 		"--listen", ""}, args...)
-	return startSupervisorCommand(t, ws, nil, unshare, full...), ws
+	return startSupervisorCommand(t, ws, quickExit, unshare, full...), ws
 }
+
+// quickExit spares each run of a race-enabled supervisor the race
+// runtime's default second of sleep at exit, which would dominate the
+// tests that run it hundreds of times.
+var quickExit = []string{"GORACE=atexit_sleep_ms=0"}
 
 // supervisorPid returns the host pid of the supervisor that unshare forked.
 func (s *supervised) supervisorPid(t *testing.T) int {

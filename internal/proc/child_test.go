@@ -106,7 +106,7 @@ func TestChildOutputArrivesCompleteWhenChildExitsAtOnce(t *testing.T) {
 	}
 
 	modes(t, func(t *testing.T, usePTY bool) {
-		for range 200 {
+		for range 30 {
 			c, out := start(t, Config{Argv: []string{"cat", file}, PTY: usePTY})
 			if code := wait(t, c).ExitCode(); code != 0 {
 				t.Fatalf("cat exited with %d", code)
