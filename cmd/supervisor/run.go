@@ -45,6 +45,8 @@ const backendCheckInterval = 5 * time.Second
 // runCommand implements `supervisor run` and returns the process's exit
 // status.
 func runCommand(args []string, stderr io.Writer) int {
+	// A panic must not leave an interactive terminal in raw mode.
+	defer proc.RestoreOnPanic()
 	cfg, err := parseRun(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -355,6 +357,7 @@ var errSessionOver = errors.New("session over")
 // session runs the steps of one supervised command in order and returns the
 // exit status: the child's, or exitSetup when it could not get that far.
 func (s *supervisor) session(ctx context.Context, watcherFailed <-chan error) int {
+	defer proc.RestoreOnPanic() // the child's terminal may be raw
 	// The child starts only once every directory has its watch, so that no
 	// write of the agent can fall between the start-up scan and the watch.
 	select {
