@@ -239,10 +239,20 @@ func (e *ExecBackend) run(ctx context.Context, op, path string, stdin io.Reader)
 	select {
 	case status = <-p.done:
 	case <-ctx.Done():
-		// The command is the leader of its own process group; the whole
-		// group goes, so that an upload it forked does not linger.
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-		status = <-p.done
+		select {
+		case status = <-p.done:
+			// Reaped just now: its pid may already belong to another
+			// process, so it must not be signalled.
+		default:
+			// The command is the leader of its own process group; the
+			// whole group goes, so that an upload it forked does not
+			// linger. A zombie keeps its group id, so this is safe until
+			// the reaper waits; between that wait and the status arriving
+			// here (a few instructions) a new group leader could take
+			// the id. Closing that gap needs a pidfd from the reaper.
+			_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+			status = <-p.done
+		}
 	}
 	if p.stdin != nil {
 		// A process the command left behind may hold standard input
