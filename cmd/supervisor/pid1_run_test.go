@@ -205,3 +205,76 @@ func TestPID1ExitStatusFollowsDesign(t *testing.T) {
 		}
 	}
 }
+
+func TestPID1SecondSignalDuringGraceKillsAtOnce(t *testing.T) {
+	// The grace is far longer than the test waits: only the second signal
+	// can end the child in time.
+	for _, second := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(second.String(), func(t *testing.T) {
+			sup, ws := startAsPID1(t, "--grace", "1h", "--", "sh", "-c",
+				`trap '' TERM INT; : >ready; while :; do sleep 0.05; done`)
+			waitForFile(t, filepath.Join(ws, "ready"))
+			pid := sup.supervisorPid(t)
+
+			if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			waitForLog(t, sup, "stopping child")
+			if err := syscall.Kill(pid, second); err != nil {
+				t.Fatal(err)
+			}
+			if code := sup.wait(t, 20*time.Second); code != 137 {
+				t.Errorf("exit status %d, want 137 (SIGKILL on the second signal)", code)
+			}
+		})
+	}
+}
+
+func TestPID1StopTakesAtMostGracePlusFlush(t *testing.T) {
+	// The child writes a file and then ignores SIGTERM; the backend takes
+	// a minute per operation. After SIGTERM the child has --grace, the
+	// final flush --flush-timeout, and the supervisor must be gone soon
+	// after both, not when the backend is done.
+	const grace, flush = 500 * time.Millisecond, time.Second
+	unshare := requirePIDNamespace(t)
+	backend, err := filepath.Abs("testdata/slow-backend.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := t.TempDir()
+	sup := startSupervisorCommand(t, ws, quickExit, unshare, "--pid", "--fork", "--mount-proc",
+		supervisorBin, "run", "--workspace", ws, "--listen", "",
+		"--sync", "exec:"+backend+" {path}", "--grace", grace.String(), "--flush-timeout", flush.String(),
+		"--", "sh", "-c", `echo data >file.txt; trap '' TERM; : >ready; while :; do sleep 0.05; done`)
+	waitForFile(t, filepath.Join(ws, "ready"))
+	pid := sup.supervisorPid(t)
+
+	start := time.Now()
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code := sup.wait(t, 30*time.Second)
+	took := time.Since(start)
+	if code != 137 {
+		t.Errorf("exit status %d, want 137 (killed at --grace)", code)
+	}
+	// Generous slack for a loaded machine; the backend alone would take 60s.
+	if limit := grace + flush + 5*time.Second; took > limit {
+		t.Errorf("stop took %s, want at most grace + flush (+ slack) = %s", took, limit)
+	}
+	if !strings.Contains(sup.stderr.String(), "unsynced") {
+		t.Error("stderr does not list the change the flush could not sync")
+	}
+}
+
+// waitForLog waits until the supervisor's stderr contains s.
+func waitForLog(t *testing.T, sup *supervised, s string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(sup.stderr.String(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("stderr never contained %q", s)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
