@@ -151,7 +151,6 @@ func testMalformedOutput(t *testing.T, pty bool) {
 		`supervisor_agent_tokens_total{kind="cache_creation"}`:           40,
 		`supervisor_changes_detected_total{source="agent"}`:              1,
 		`supervisor_agent_parse_errors_total{reason="too_long"}`:         0,
-		`supervisor_sync_operations_total{op="put",result="success"}`:    1,
 		`supervisor_sync_operations_total{op="put",result="failure"}`:    0,
 		`supervisor_sync_operations_total{op="delete",result="success"}`: 0,
 	}
@@ -159,6 +158,10 @@ func testMalformedOutput(t *testing.T, pty bool) {
 		m = scrape(t, addr)
 		return m[`supervisor_sync_operations_total{op="put",result="success"}`] >= 1
 	})
+	// The watcher may see big.txt while cp is still writing it and send a
+	// partial copy first; the agent's confirmation then sends the rest, so
+	// puts are not counted exactly. The mirror must end with the whole file
+	// (checked below).
 	for series, v := range want {
 		if m[series] != v {
 			t.Errorf("%s = %v, want %v", series, m[series], v)
