@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -46,8 +47,11 @@ func TestPrometheusScrapesTheSupervisorDuringAnAgentSession(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The CLI waits for its last turn until Prometheus has seen the rest.
+	// The CLI waits for its last turn until Prometheus has seen the rest,
+	// or until the test ends early.
 	scraped := make(chan struct{})
+	release := sync.OnceFunc(func() { close(scraped) })
+	defer release()
 	handler := &fakeapi.Handler{Session: session, OnTurn: func(turn int) {
 		if turn == len(session.Turns)-1 {
 			select {
@@ -102,7 +106,7 @@ func TestPrometheusScrapesTheSupervisorDuringAnAgentSession(t *testing.T) {
 	}
 	checkDashboardQueries(t, prom)
 	checkMetricsWithPromtool(t, promtool, addr)
-	close(scraped)
+	release()
 
 	if code := sup.wait(t, 2*time.Minute); code != 0 {
 		t.Errorf("exit status %d, want the CLI's 0", code)
