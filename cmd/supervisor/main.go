@@ -37,6 +37,10 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "run":
 		return runCommand(args[1:], stderr)
+	case "serve":
+		return serveCommand(args[1:], stderr)
+	case "submit":
+		return submitCommand(args[1:], stdout, stderr)
 	case "health":
 		return healthCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
@@ -54,6 +58,9 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 func printUsage(w io.Writer) {
 	_, _ = fmt.Fprint(w, `usage:
   supervisor run [flags] -- COMMAND [ARG...]   supervise one command, exit with its status
+  supervisor serve [flags]                     wait for runs over the control API
+  supervisor submit [flags] -- COMMAND [ARG...]  start a run in serve, print its output,
+                                               exit with its status
   supervisor health [--listen ADDR]            exit 0 when the supervisor at ADDR is ready
   supervisor version
 

@@ -70,12 +70,53 @@ func runCommand(args []string, stderr io.Writer) int {
 	return s.run()
 }
 
+// host holds what outlives one supervised command: the metrics registry
+// and the reaper. `supervisor run` makes one for its only command; `serve`
+// keeps one for all the runs it takes.
+type host struct {
+	metrics *metrics.Metrics
+	reaper  *proc.Reaper
+}
+
+// newHost creates the metrics and the reaper, and makes the process a
+// child subreaper when asked to and not PID 1 already.
+func newHost(log hclog.Logger, subreaper bool) *host {
+	h := &host{metrics: metrics.New(), reaper: proc.NewReaper(log.Named("reaper"))}
+	if os.Getpid() != 1 && subreaper {
+		if err := proc.SetSubreaper(); err != nil {
+			log.Warn("unable to become a child subreaper; orphans of the child will "+
+				"be reaped by init instead", "error", err)
+		}
+	}
+	return h
+}
+
+// runIO is where one run's inputs come from and its output goes: the
+// process's own stdin, stdout and signals for `supervisor run`; the
+// control API's event buffer and signal channel for a run of `serve`.
+type runIO struct {
+	stdin   *os.File  // nil: batch mode, the child's stdin reads end of file
+	stdout  io.Writer // nil: none
+	events  io.Writer // nil: none; the serve run's event stream
+	signals <-chan os.Signal
+	env     []string // the child's environment
+	dir     string   // the child's working directory; empty: the supervisor's
+
+	// onSynced and onFailed receive every finished backend operation;
+	// nil for `supervisor run`.
+	onSynced, onFailed func(syncq.Event)
+}
+
 // supervisor holds the components of one `run` and the order in which they
 // start and stop.
 type supervisor struct {
 	cfg   *runConfig
 	log   hclog.Logger
 	stdin *os.File
+	io    runIO
+	// ownsHost says the supervisor runs the host's reaper itself, as
+	// `supervisor run` does; serve's daemon runs it for all its runs.
+	ownsHost bool
 
 	metrics   *metrics.Metrics
 	readiness *metrics.Readiness
@@ -100,33 +141,46 @@ type supervisor struct {
 }
 
 func newSupervisor(cfg *runConfig, log hclog.Logger, stdin, stdout *os.File) (*supervisor, error) {
-	s := &supervisor{
-		cfg:       cfg,
-		log:       log,
-		stdin:     stdin,
-		metrics:   metrics.New(),
-		readiness: metrics.NewReadiness(readyWatcher, readyScan, readyBackend),
-		exitCode:  exitSetup,
-	}
-
 	// Signals are caught before anything else starts: as PID 1 an
 	// unhandled SIGTERM would be ignored by the kernel, and elsewhere it
 	// would kill the supervisor before the child could be told.
-	s.signals, s.stopSignals = proc.NotifySignals()
+	signals, stopSignals := proc.NotifySignals()
 	// A reader that goes away must not kill the supervisor with SIGPIPE
 	// before the final flush. Notify, unlike Ignore, is not inherited by
 	// the child across exec.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 
-	s.reaper = proc.NewReaper(log.Named("reaper"))
-	if os.Getpid() != 1 && cfg.Subreaper {
-		if err := proc.SetSubreaper(); err != nil {
-			log.Warn("unable to become a child subreaper; orphans of the child will "+
-				"be reaped by init instead", "error", err)
-		}
+	h := newHost(log, cfg.Subreaper)
+	s, err := newRunSupervisor(h, cfg, log, runIO{
+		stdin:   stdin,
+		stdout:  stdout,
+		signals: signals,
+		env:     childEnv(os.Environ()),
+	})
+	if err != nil {
+		stopSignals()
+		return nil, err
 	}
+	s.ownsHost, s.stopSignals = true, stopSignals
+	return s, nil
+}
 
-	if err := s.openComponents(stdout); err != nil {
+// newRunSupervisor builds the per-run components on a host: workspace,
+// backend, queue, watcher, decoder and output. Anything that can fail
+// fails here, before the child starts.
+func newRunSupervisor(h *host, cfg *runConfig, log hclog.Logger, rio runIO) (*supervisor, error) {
+	s := &supervisor{
+		cfg:       cfg,
+		log:       log,
+		stdin:     rio.stdin,
+		io:        rio,
+		metrics:   h.metrics,
+		reaper:    h.reaper,
+		readiness: metrics.NewReadiness(readyWatcher, readyScan, readyBackend),
+		signals:   rio.signals,
+		exitCode:  exitSetup,
+	}
+	if err := s.openComponents(); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -137,7 +191,7 @@ func newSupervisor(cfg *runConfig, log hclog.Logger, stdin, stdout *os.File) (*s
 // openComponents builds the workspace, backend, queue, watcher, decoder,
 // output fan-out and HTTP listener. Anything that can fail fails here,
 // before the child starts.
-func (s *supervisor) openComponents(stdout *os.File) error {
+func (s *supervisor) openComponents() error {
 	cfg := s.cfg
 	// The workspace must exist already: creating a mistyped --workspace
 	// would watch and sync an empty tree and report success. The state
@@ -183,6 +237,8 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 		MaxFileSize: cfg.MaxFileSize,
 		Metrics:     s.metrics,
 		Logger:      s.log.Named("sync"),
+		OnSynced:    s.io.onSynced,
+		OnFailed:    s.io.onFailed,
 	})
 	if err != nil {
 		return err
@@ -212,7 +268,12 @@ func (s *supervisor) openComponents(stdout *os.File) error {
 	}
 
 	s.output = newFanout(s.log.Named("output"))
-	s.output.add("stdout", stdout)
+	if s.io.stdout != nil {
+		s.output.add("stdout", s.io.stdout)
+	}
+	if s.io.events != nil {
+		s.output.add("events", s.io.events)
+	}
 	if cfg.Tee != "" {
 		if s.tee, err = os.OpenFile(cfg.Tee, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
 			return fmt.Errorf("unable to open --tee file: %w", err)
@@ -260,7 +321,7 @@ func (s *supervisor) run() int {
 	// interrupted, so the queue's workers are still there for the final
 	// flush. The reaper, once interrupted, keeps reaping until every process
 	// it started has reported (see proc.Reaper.Run).
-	{
+	if s.ownsHost {
 		reaperCtx, stopReaper := context.WithCancel(context.Background())
 		g.Add(func() error {
 			s.reaper.Run(reaperCtx)
@@ -405,7 +466,8 @@ func (s *supervisor) reconcile(ctx context.Context) error {
 func (s *supervisor) runChild(ctx context.Context) int {
 	child := proc.New(proc.Config{
 		Argv:         s.cfg.Argv,
-		Env:          childEnv(os.Environ()),
+		Env:          s.io.env,
+		Dir:          s.io.dir,
 		PTY:          !s.cfg.NoPTY,
 		Stdin:        s.stdin,
 		Output:       s.output,
