@@ -62,6 +62,13 @@ func (c *Client) Run(ctx context.Context, id string) (RunInfo, error) {
 	return info, err
 }
 
+// List returns the runs the daemon remembers, oldest first.
+func (c *Client) List(ctx context.Context) ([]RunInfo, error) {
+	var runs []RunInfo
+	err := c.call(ctx, http.MethodGet, "/runs", nil, &runs)
+	return runs, err
+}
+
 // Signal sends a signal (by name) to a run's process group.
 func (c *Client) Signal(ctx context.Context, id, signal string) error {
 	return c.call(ctx, http.MethodPost, "/runs/"+id+"/signal", SignalRequest{Signal: signal}, nil)
