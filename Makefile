@@ -47,6 +47,16 @@ bench-detect: build
 	go build -o bin/bench-detect ./bench/detect
 	bin/bench-detect -supervisor bin/supervisor
 
+## bench-pid1: the supervisor's added start-up time and its throughput when the
+## child writes 1 GiB to the pty, beside the same child run directly and under
+## tini (Debian package tini), in one run; see BENCHMARKS.md.
+.PHONY: bench-pid1
+bench-pid1:
+	uptime
+	go test -run '^$$' -bench '^BenchmarkPID1StartUp$$' -benchtime 100x -count 1 ./cmd/supervisor
+	go test -run '^$$' -bench '^BenchmarkPID1Throughput1GB$$' -benchtime 1x -count 1 ./cmd/supervisor
+	uptime
+
 ## test-short: unit tests only; no CLI needed.
 test-short:
 	go test -race -count=1 -short ./...
