@@ -278,3 +278,25 @@ func waitForLog(t *testing.T, sup *supervised, s string) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+func TestPID1GrandchildHoldingTheOutputDoesNotKeepTheSupervisorAlive(t *testing.T) {
+	// The grandchild ignores the SIGHUP a pty sends when its session
+	// leader exits and keeps the output open for a minute.
+	for _, pty := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pty=%v", pty), func(t *testing.T) {
+			args := []string{"--drain-timeout", "300ms"}
+			if !pty {
+				args = append(args, "--no-pty")
+			}
+			sup, _ := startAsPID1(t, append(args, "--", "sh", "-c",
+				`trap '' HUP; sleep 60 & echo hi; exit 3`)...)
+			// 60s is what the grandchild would hold the output for.
+			if code := sup.wait(t, 20*time.Second); code != 3 {
+				t.Errorf("exit status %d, want the child's 3", code)
+			}
+			if out := sup.stdout.String(); out != "hi\n" {
+				t.Errorf("stdout = %q, want %q", out, "hi\n")
+			}
+		})
+	}
+}
