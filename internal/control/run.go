@@ -89,8 +89,9 @@ func (r *Run) finished() bool {
 	return r.state == StateExited
 }
 
-// signal queues sig for the child.
-func (r *Run) signal(sig syscall.Signal) error {
+// Signal queues sig for the child, as the API's signal and stop do; the
+// daemon uses it to stop a run when it is stopped itself.
+func (r *Run) Signal(sig syscall.Signal) error {
 	if r.finished() {
 		return ErrFinished
 	}

@@ -133,16 +133,20 @@ func (s *Server) serve(l net.Listener, h http.Handler) error {
 	return nil
 }
 
-// Shutdown stops accepting requests and ends open event streams; the
-// runs themselves are not touched.
+// Shutdown stops accepting requests, lets streams of finished runs send
+// their last events until ctx expires, then ends every stream. The runs
+// themselves are not touched.
 func (s *Server) Shutdown(ctx context.Context) {
 	s.init()
-	s.cancel()
 	s.mu.Lock()
 	servers := s.servers
 	s.mu.Unlock()
 	for _, srv := range servers {
 		_ = srv.Shutdown(ctx)
+	}
+	s.cancel()
+	for _, srv := range servers {
+		_ = srv.Close()
 	}
 }
 
@@ -279,7 +283,7 @@ func (s *Server) serveStop(w http.ResponseWriter, r *http.Request) {
 func (s *Server) signal(w http.ResponseWriter, id string, sig syscall.Signal) {
 	run, err := s.lookup(id)
 	if err == nil {
-		err = run.signal(sig)
+		err = run.Signal(sig)
 	}
 	if err != nil {
 		s.writeError(w, err)
