@@ -108,8 +108,9 @@ func (w *watchdog) result(s agent.Session) {
 }
 
 // due says whether a watchdog should stop the child at now, and with what
-// verdict. A result line wins over idleness: a child that printed its
-// result is done whether or not it prints more.
+// verdict. With both on, a result line hands the child over from the idle
+// watchdog to the result watchdog: it is done whether or not it prints
+// more, and gets afterResult to exit.
 func (w *watchdog) due(now time.Time) (verdict, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -120,7 +121,8 @@ func (w *watchdog) due(now time.Time) (verdict, bool) {
 		}
 		return verdict{reason: "after_result", code: code}, true
 	}
-	if w.idleTimeout > 0 && w.resultAt.IsZero() && !w.lastOutput.IsZero() &&
+	resultWatched := w.afterResult > 0 && !w.resultAt.IsZero()
+	if w.idleTimeout > 0 && !resultWatched && !w.lastOutput.IsZero() &&
 		now.Sub(w.lastOutput) >= w.idleTimeout {
 		return verdict{reason: "idle", code: exitIdle}, true
 	}

@@ -39,6 +39,8 @@ func TestWatchdogDecidesFromOutputAndResultTimes(t *testing.T) {
 			time.Minute, 0, 0, false, 30 * time.Second, nil},
 		{"result watchdog wins over idleness", time.Second, time.Second, 0, 0,
 			false, 5 * time.Second, &verdict{"after_result", 0}},
+		{"silent after the result line with only the idle watchdog", time.Second, 0,
+			0, 0, false, time.Second, &verdict{"idle", exitIdle}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
