@@ -71,9 +71,12 @@ func RestoreTerminals() {
 // raw: a panic ends the process without running the deferred calls of any
 // other goroutine.
 //
-// A fatal error of the runtime (a concurrent map write, running out of
-// memory) cannot be recovered and still leaves the terminal raw; `reset`
-// fixes it.
+// Known gaps, which leave the terminal raw (`reset` fixes it): a fatal
+// error of the runtime (a concurrent map write, running out of memory)
+// cannot be recovered; and the goroutines of the watch, sync and metrics
+// packages do not defer RestoreOnPanic, so a panic there is not seen. A
+// helper process that restores the terminal when the supervisor's end of
+// a pipe closes would cover both, at the cost of one more process.
 func RestoreOnPanic() {
 	if v := recover(); v != nil {
 		RestoreTerminals()
