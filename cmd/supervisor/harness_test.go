@@ -72,7 +72,9 @@ func startSupervisorCommand(t *testing.T, dir string, env []string, name string,
 	s := &supervised{addr: make(chan string, 1), done: make(chan struct{})}
 	s.cmd = exec.Command(name, args...)
 	s.cmd.Dir = dir
-	s.cmd.Env = append(cleanEnv(), env...)
+	// A race-enabled binary sleeps a second at exit by default; nothing
+	// here needs that.
+	s.cmd.Env = append(append(cleanEnv(), "GORACE=atexit_sleep_ms=0"), env...)
 	s.cmd.Stdout = &s.stdout
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
