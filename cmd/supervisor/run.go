@@ -212,9 +212,6 @@ func (s *supervisor) openComponents() error {
 		filter.ReadGitignore(s.workspace)
 	}
 	if s.backend, err = s.openBackend(); err != nil {
-		if errors.Is(err, syncq.ErrUnknownTarget) {
-			err = fmt.Errorf("%w: %w", errUsage, err)
-		}
 		return fmt.Errorf("unable to use --sync %s: %w", redactTarget(cfg.Sync), err)
 	}
 	// A mirror inside the workspace would be watched and mirrored into
@@ -620,17 +617,9 @@ func childEnv(env []string) []string {
 	return out
 }
 
-// redactTarget hides credentials a target URL might carry in its userinfo.
-func redactTarget(target string) string {
-	scheme, rest, ok := strings.Cut(target, "://")
-	if !ok {
-		return target
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
-		return scheme + "://REDACTED@" + rest[at+1:]
-	}
-	return target
-}
+// redactTarget hides the credentials a target URL might carry in its
+// userinfo, query or fragment; see syncq.RedactTarget.
+func redactTarget(target string) string { return syncq.RedactTarget(target) }
 
 // teeIgnore returns an ignore pattern for a --tee file inside the
 // workspace: it changes with every chunk of output and is the agent's log,

@@ -129,11 +129,11 @@ func OpenTarget(target string, opts TargetOptions) (Backend, error) {
 	p, known := targetParsers[scheme]
 	if !ok || !known {
 		return nil, fmt.Errorf("%w %q: supported forms are %s",
-			ErrUnknownTarget, redactUserinfo(target), supportedTargets())
+			ErrUnknownTarget, RedactTarget(target), supportedTargets())
 	}
 	b, err := p.parse(rest, opts)
 	if err != nil {
-		return nil, fmt.Errorf("unable to use sync target %q: %w", redactUserinfo(target), err)
+		return nil, fmt.Errorf("unable to use sync target %q: %w", RedactTarget(target), err)
 	}
 	return b, nil
 }

@@ -56,6 +56,12 @@ type HTTPBackend struct {
 func NewHTTPBackend(base string, opts TargetOptions) (*HTTPBackend, error) {
 	u, err := url.Parse(base)
 	if err != nil {
+		// url.Error quotes the whole URL, credentials included; the
+		// caller quotes the target redacted.
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
 		return nil, fmt.Errorf("unable to parse the URL: %w", err)
 	}
 	switch {
@@ -343,17 +349,4 @@ func digestedBody(content io.Reader, size int64) ([32]byte, *verifiedBody, error
 	body := &verifiedBody{r: io.LimitReader(content, size), size: size, want: want,
 		h: sha256.New()}
 	return want, body, nil
-}
-
-// redactUserinfo hides the credentials a URL-shaped target may carry, for
-// messages that quote the target.
-func redactUserinfo(target string) string {
-	scheme, rest, ok := strings.Cut(target, "://")
-	if !ok {
-		return target
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
-		return scheme + "://REDACTED@" + rest[at+1:]
-	}
-	return target
 }
