@@ -23,6 +23,11 @@ const (
 	SkipNotRegular = "not_regular" // a fifo, socket or device
 )
 
+// errShrank reports a file that ended before the size its lstat gave, the
+// mark of a rewrite (`echo x > f`) while it was read. It is news, not a
+// failure: the path runs again with the new content.
+var errShrank = errors.New("file shrank while read")
+
 // errSymlinkAncestor reports a path whose parent directories include a
 // symbolic link: following it could read files outside the workspace.
 var errSymlinkAncestor = errors.New("a parent directory is a symbolic link")
@@ -134,7 +139,9 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 	// Hash first: most hints for a path whose content the backend already
 	// holds (the agent's and the watcher's for one write) end here.
 	sum, err := hashContent(f, info.Size())
-	if err != nil {
+	if errors.Is(err, errShrank) {
+		return result{kind: resultChanged}
+	} else if err != nil {
 		return q.localFailure("put", j.path, err)
 	}
 	if r := q.unchanged(j.path, sum, info); r != nil {
@@ -147,7 +154,10 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 	content := newSendReader(f, info.Size())
 	content.digest = sum
 	if err := q.backend.Put(ctx, j.path, content, info.Size(), info.Mode()); err != nil {
-		if content.err != nil {
+		switch {
+		case errors.Is(content.err, errShrank) || errors.Is(err, errChangedWhileSent):
+			return result{kind: resultChanged}
+		case content.err != nil:
 			return q.localFailure("put", j.path, content.err)
 		}
 		return q.backendFailure(ctx, "put", err, sum)
@@ -305,7 +315,7 @@ func openNoFollow(name string) (fileReader, error) {
 }
 
 // hashContent returns the sha256 of the first size bytes of r; fewer bytes
-// is an error (the file shrank while read).
+// is errShrank.
 func hashContent(r io.Reader, size int64) ([32]byte, error) {
 	s := newSendReader(r, size)
 	if _, err := io.Copy(io.Discard, s); err != nil {
@@ -336,8 +346,7 @@ func (s *sendReader) Read(p []byte) (int, error) {
 	s.n += int64(n)
 	s.h.Write(p[:n])
 	if err == io.EOF && s.n < s.size {
-		err = fmt.Errorf("file shrank while read (%d of %d bytes): %w",
-			s.n, s.size, io.ErrUnexpectedEOF)
+		err = fmt.Errorf("%w (%d of %d bytes): %w", errShrank, s.n, s.size, io.ErrUnexpectedEOF)
 	}
 	if err != nil && err != io.EOF {
 		s.err = err
