@@ -12,10 +12,8 @@ import (
 // and readiness itself. It runs once the components exist and before any
 // of them starts.
 func (s *supervisor) observe() {
-	// Status copies and sorts the pending paths: a few milliseconds for a
-	// queue of tens of thousands, once per scrape.
 	s.metrics.SyncOldestPending.Sample(func() float64 {
-		return s.queue.Status().OldestPendingSeconds
+		return s.queue.OldestPending().Seconds()
 	})
 	s.metrics.WatcherDegraded.Sample(func() float64 {
 		return metrics.Bool(s.watcher.Status().Degraded)

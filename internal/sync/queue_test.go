@@ -302,6 +302,25 @@ func TestStatusListsPendingPathsOldestAge(t *testing.T) {
 	}
 }
 
+func TestOldestPendingIsTheAgeOfTheFirstUnsyncedDetection(t *testing.T) {
+	clock := newFakeClock()
+	f := newFixture(t, func(c *Config) { c.Clock = clock; c.Debounce = time.Hour })
+	if got := f.queue.OldestPending(); got != 0 {
+		t.Errorf("OldestPending of an empty queue = %v, want 0", got)
+	}
+	f.hint(change.SourceFS, "old")
+	clock.Advance(2 * time.Second)
+	f.hint(change.SourceFS, "new")
+	clock.Advance(time.Second)
+
+	if got := f.queue.OldestPending(); got != 3*time.Second {
+		t.Errorf("OldestPending = %v, want 3s (the first of two detections)", got)
+	}
+	if got := f.queue.Status().OldestPendingSeconds; got != 3 {
+		t.Errorf("Status().OldestPendingSeconds = %v, want the same 3s", got)
+	}
+}
+
 func TestNewRefusesAStateDirectoryThatCannotBeCreated(t *testing.T) {
 	base := t.TempDir()
 	blocker := filepath.Join(base, "file")

@@ -49,17 +49,62 @@ type SyncError struct {
 	Error string    `json:"error"`
 }
 
-// Status returns a snapshot for /status.
+// Status returns a snapshot for /status. It copies under the queue's lock
+// and sorts outside it, so a huge queue slows the caller, not the workers.
 func (q *Queue) Status() Status {
+	s, oldest := q.statusCopy()
+	if !oldest.IsZero() {
+		s.OldestPendingSeconds = q.clock.Now().Sub(oldest).Seconds()
+	}
+
+	sort.Strings(s.Pending)
+	if len(s.Pending) > statusPaths {
+		s.Pending, s.PendingTruncated = s.Pending[:statusPaths], true
+	}
+	sort.Slice(s.Failed, func(i, j int) bool { return s.Failed[i].Path < s.Failed[j].Path })
+	if len(s.Failed) > statusPaths {
+		s.Failed = s.Failed[:statusPaths]
+	}
+	return s
+}
+
+// statusCopy copies what Status reports, unsorted, with the time of the
+// oldest unsynced detection.
+func (q *Queue) statusCopy() (Status, time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	now := q.clock.Now()
 	s := Status{Depth: len(q.entries), InFlight: q.inFlight,
-		Pending: []string{}, Failed: []FailedPath{}, LastErrors: q.errors.list()}
-
-	var oldest time.Time
-	for p, e := range q.entries {
+		Pending: make([]string, 0, len(q.entries)), Failed: make([]FailedPath, 0, len(q.failed)),
+		LastErrors: q.errors.list()}
+	for p := range q.entries {
 		s.Pending = append(s.Pending, p)
+	}
+	for p, f := range q.failed {
+		s.Failed = append(s.Failed, FailedPath{Path: p, Op: f.op, Reason: f.reason,
+			Attempts: f.attempts, Since: f.since, Permanent: f.permanent})
+	}
+	return s, q.oldestLocked()
+}
+
+// OldestPending returns the age of the oldest unsynced detection, zero
+// when nothing is pending. It is what a scrape needs of Status without the
+// copy and sort: one pass over the entries under the lock.
+func (q *Queue) OldestPending() time.Duration {
+	q.mu.Lock()
+	oldest := q.oldestLocked()
+	q.mu.Unlock()
+	if oldest.IsZero() {
+		return 0
+	}
+	return q.clock.Now().Sub(oldest)
+}
+
+// oldestLocked returns the first detection of the oldest pending news, or
+// the start of the oldest running operation when that is earlier; zero
+// when the queue is empty. q.mu must be held.
+func (q *Queue) oldestLocked() time.Time {
+	var oldest time.Time
+	for _, e := range q.entries {
 		first := e.first
 		if e.state == stateRunning && (first.IsZero() || e.runningSince.Before(first)) {
 			first = e.runningSince
@@ -68,23 +113,7 @@ func (q *Queue) Status() Status {
 			oldest = first
 		}
 	}
-	if !oldest.IsZero() {
-		s.OldestPendingSeconds = now.Sub(oldest).Seconds()
-	}
-	sort.Strings(s.Pending)
-	if len(s.Pending) > statusPaths {
-		s.Pending, s.PendingTruncated = s.Pending[:statusPaths], true
-	}
-
-	for p, f := range q.failed {
-		s.Failed = append(s.Failed, FailedPath{Path: p, Op: f.op, Reason: f.reason,
-			Attempts: f.attempts, Since: f.since, Permanent: f.permanent})
-	}
-	sort.Slice(s.Failed, func(i, j int) bool { return s.Failed[i].Path < s.Failed[j].Path })
-	if len(s.Failed) > statusPaths {
-		s.Failed = s.Failed[:statusPaths]
-	}
-	return s
+	return oldest
 }
 
 // errorRing keeps the last statusErrors failures.
