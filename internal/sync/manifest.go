@@ -95,10 +95,12 @@ func OpenManifest(stateDir string) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("unable to open manifest %s: %w", file, err)
 	}
-	// The queue updates the manifest from several workers at once; a short
-	// batch delay lets their updates share one fsync without holding a
-	// worker long.
-	db.MaxBatchDelay = 2 * time.Millisecond
+	// No batch delay: every worker waits for its update's commit before it
+	// takes the next path, so a delay is added to each operation, while the
+	// sharing it buys is small with a handful of workers. Measured on a
+	// 2-CPU VM (BenchmarkAgentHintToMirror): 4.1 ms per write with 2 ms,
+	// 0.9 ms with none; a 1000-file burst 1.34 s and 0.87 s.
+	db.MaxBatchDelay = 0
 
 	m := &Manifest{db: db, index: make(map[string]Record)}
 	if err := m.load(); err != nil {
