@@ -42,8 +42,8 @@ func main() {
 	flag.IntVar(&o.writes, "writes", 200, "writes per latency workload")
 	flag.DurationVar(&o.interval, "interval", 50*time.Millisecond,
 		"pause between latency writes; longer than the debounce so writes do not merge")
-	flag.IntVar(&o.burst, "burst", 10000, "files created by the one shell command of the burst")
-	flag.IntVar(&o.big, "big", 100000, "files in the workspace of the start-up workload")
+	flag.IntVar(&o.burst, "burst", 10000, "files created by the one shell command of the burst (0 skips the burst)")
+	flag.IntVar(&o.big, "big", 100000, "files in the workspace of the start-up workload (0 skips it)")
 	flag.BoolVar(&o.lsyncd, "lsyncd", true, "also run every filesystem workload through lsyncd")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory for inspection")
 	flag.Parse()

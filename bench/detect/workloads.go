@@ -123,6 +123,9 @@ const burstScript = `i=0; while [ $i -lt "$N" ]; do echo "$i" > burst/f$i; i=$((
 // benchBurst: one shell command creates many files; timed until the last
 // of them is in the mirror.
 func benchBurst(r *report, o options, dir string) error {
+	if o.burst == 0 {
+		return nil
+	}
 	for i, tool := range fsTools(o, true) {
 		ws, mirror, err := setup(filepath.Join(dir, strconv.Itoa(i)), "burst")
 		if err != nil {
@@ -162,6 +165,9 @@ var scanDone = regexp.MustCompile(`start-up scan done.*duration_ms=(\d+)`)
 // benchStartup: a workspace of many files, mirrored from nothing, then
 // started again with everything synced.
 func benchStartup(r *report, o options, dir string) error {
+	if o.big == 0 {
+		return nil
+	}
 	ws, mirror, err := setup(dir, "")
 	if err != nil {
 		return err
