@@ -87,15 +87,19 @@ func newRunFlags(cfg *runConfig, stderr io.Writer) *flag.FlagSet {
 		"quiet time before a filesystem-only change is synced; shorter sends sooner "+
 			"but may send a file twice while it is being written")
 	fs.DurationVar(&cfg.MaxDelay, "max-delay", time.Second,
-		"longest a continuously changing path waits before it is synced anyway")
+		"longest a continuously changing path waits before it is synced anyway; "+
+			"0 syncs every change at once and needs --debounce 0")
 	fs.DurationVar(&cfg.Grace, "grace", 10*time.Second,
-		"after forwarding SIGTERM, how long the child's process group has before SIGKILL")
+		"after forwarding SIGTERM, how long the child's process group has before SIGKILL; "+
+			"0 sends SIGKILL right after SIGTERM, leaving the child no time to clean up")
 	fs.DurationVar(&cfg.Flush, "flush-timeout", 30*time.Second,
-		"how long the final drain may take at exit; what is left is listed on stderr "+
-			"and synced by the next start")
+		"how long the final scan and drain may take at exit; what is left is listed on "+
+			"stderr and synced by the next start; 0 exits without them")
 	fs.DurationVar(&cfg.Drain, "drain-timeout", 2*time.Second,
 		"after the child exits, how long to keep reading output that a background "+
-			"process still writes to the terminal")
+			"process still writes to the terminal, and to keep writing output to a stdout "+
+			"or --tee that stopped reading; must be positive, or the child's last output "+
+			"would be lost")
 	fs.Var((*stringList)(&cfg.Ignore), "ignore",
 		"glob of workspace-relative paths never synced; repeatable; ** spans directories "+
 			"(env: comma-separated)")
@@ -213,6 +217,9 @@ func (c *runConfig) complete() error {
 	case c.Debounce < 0, c.MaxDelay < 0, c.Grace < 0, c.Flush < 0, c.Drain < 0,
 		c.Rescan < 0:
 		return errors.New("durations must not be negative")
+	case c.Drain == 0:
+		return errors.New("--drain-timeout must be positive: the child's last output " +
+			"is read and written after it exits")
 	case c.MaxDelay < c.Debounce:
 		return fmt.Errorf("--max-delay (%s) must not be shorter than --debounce (%s)",
 			c.MaxDelay, c.Debounce)

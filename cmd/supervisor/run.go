@@ -468,7 +468,7 @@ func (s *supervisor) runChild(ctx context.Context) int {
 		PTY:          !s.cfg.NoPTY,
 		Stdin:        s.stdin,
 		Output:       s.output,
-		Grace:        s.cfg.Grace,
+		Grace:        childGrace(s.cfg.Grace),
 		DrainTimeout: s.cfg.Drain,
 		Signals:      s.signals,
 		Reaper:       s.reaper,

@@ -27,6 +27,10 @@ const (
 	DefaultDrainTimeout = 2 * time.Second
 )
 
+// NoGrace as Config.Grace sends SIGKILL right after the terminating
+// signal: the child gets no time to clean up.
+const NoGrace time.Duration = -1
+
 var (
 	// ErrNotStarted is returned by Wait on a child whose Start was never
 	// called.
@@ -62,7 +66,8 @@ type Config struct {
 	// discards the output.
 	Output io.Writer
 	// Grace is how long the process group has after a terminating signal
-	// before it gets SIGKILL. Zero means DefaultGrace.
+	// before it gets SIGKILL. Zero means DefaultGrace; NoGrace (any
+	// negative value) kills at once.
 	Grace time.Duration
 	// DrainTimeout bounds reading output after the child exits. Zero means
 	// DefaultDrainTimeout.
@@ -140,8 +145,11 @@ func New(cfg Config) *Child {
 	if c.cfg.Output == nil {
 		c.cfg.Output = io.Discard
 	}
-	if c.grace <= 0 {
+	switch {
+	case c.grace == 0:
 		c.grace = DefaultGrace
+	case c.grace < 0:
+		c.grace = 0
 	}
 	if c.drain <= 0 {
 		c.drain = DefaultDrainTimeout
