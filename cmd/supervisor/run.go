@@ -215,10 +215,15 @@ func (s *supervisor) openComponents() error {
 		return fmt.Errorf("unable to use --sync %s: %w", redactTarget(cfg.Sync), err)
 	}
 	// A mirror inside the workspace would be watched and mirrored into
-	// itself without end.
+	// itself without end; a mirror that contains the workspace would have
+	// the workspace's files overwritten by their own copies' neighbours.
 	if dir, ok := s.backend.(*syncq.DirBackend); ok {
 		if _, err := s.workspace.Rel("", dir.Root()); err == nil {
 			return fmt.Errorf("%w: the --sync directory %s lies inside the workspace %s; "+
+				"put the mirror elsewhere", errUsage, dir.Root(), s.workspace.Root())
+		}
+		if contains(dir.Root(), s.workspace.Root()) {
+			return fmt.Errorf("%w: the --sync directory %s contains the workspace %s; "+
 				"put the mirror elsewhere", errUsage, dir.Root(), s.workspace.Root())
 		}
 	}
@@ -234,6 +239,7 @@ func (s *supervisor) openComponents() error {
 		MaxFileSize: cfg.MaxFileSize,
 		Metrics:     s.metrics,
 		Logger:      s.log.Named("sync"),
+		Target:      s.targetIdentity(),
 		OnSynced:    s.io.onSynced,
 		OnFailed:    s.io.onFailed,
 	})
@@ -649,4 +655,19 @@ func globEscape(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// contains reports whether dir is an ancestor of p (both absolute, clean).
+func contains(dir, p string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// targetIdentity names the backend for the manifest, without secrets: the
+// manifest starts over when it changes, so a new target gets every file.
+func (s *supervisor) targetIdentity() string {
+	if dir, ok := s.backend.(*syncq.DirBackend); ok {
+		return "dir:" + dir.Root()
+	}
+	return redactTarget(s.cfg.Sync)
 }

@@ -63,12 +63,24 @@ func TestRunWithoutSyncIsAUsageError(t *testing.T) {
 	}
 }
 
-func TestRunRefusesAMirrorInsideTheWorkspace(t *testing.T) {
-	ws := t.TempDir()
-	sup := startSupervisor(t, ws, nil, "run", "--sync", "dir:"+filepath.Join(ws, "mirror"),
-		"--listen", "", "--", "true")
-	if got := sup.wait(t, 10*time.Second); got != exitUsage {
-		t.Errorf("exit status %d, want %d", got, exitUsage)
+func TestRunRefusesAMirrorThatOverlapsTheWorkspace(t *testing.T) {
+	root := t.TempDir()
+	ws := filepath.Join(root, "ws")
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, mirror := range map[string]string{
+		"inside":        filepath.Join(ws, "mirror"),
+		"the workspace": ws,
+		"containing it": root,
+	} {
+		t.Run(name, func(t *testing.T) {
+			sup := startSupervisor(t, ws, nil, "run", "--sync", "dir:"+mirror,
+				"--listen", "", "--", "true")
+			if got := sup.wait(t, 10*time.Second); got != exitUsage {
+				t.Errorf("exit status %d, want %d", got, exitUsage)
+			}
+		})
 	}
 }
 

@@ -344,6 +344,13 @@ func (d *daemon) Start(req control.StartRequest, r *control.Run) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", control.ErrInvalid, err)
 	}
+	// The child works in the workspace unless the request says otherwise,
+	// as docs/control-api.md promises; the daemon's own directory is no
+	// place for it.
+	dir := req.Dir
+	if dir == "" {
+		dir = cfg.Workspace
+	}
 	log := d.log.With("run", r.ID())
 	events := r.Events()
 	lines := control.NewLineWriter(events)
@@ -351,7 +358,7 @@ func (d *daemon) Start(req control.StartRequest, r *control.Run) error {
 		events:  lines,
 		signals: r.Signals(),
 		env:     append(childEnv(os.Environ()), envList(req.Env)...),
-		dir:     req.Dir,
+		dir:     dir,
 		onSynced: func(e syncq.Event) {
 			events.AppendJSON(control.EventSynced,
 				control.SyncedData{Op: e.Op, Path: e.Path, Bytes: e.Bytes})

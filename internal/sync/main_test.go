@@ -146,6 +146,14 @@ func (r *recordingBackend) Delete(ctx context.Context, path string) (err error) 
 
 func (r *recordingBackend) Check(ctx context.Context) error { return r.inner.Check(ctx) }
 
+// Empty passes the inner backend's answer on, so a wiped mirror is noticed.
+func (r *recordingBackend) Empty() (bool, error) {
+	if e, ok := r.inner.(Emptiness); ok {
+		return e.Empty()
+	}
+	return false, nil
+}
+
 // count returns how many successful operations of op the backend saw.
 func (r *recordingBackend) count(op string) int {
 	r.mu.Lock()

@@ -65,6 +65,10 @@ type Config struct {
 	// RetryMin and RetryMax bound the backoff between attempts on a failing
 	// path. Zero means DefaultRetryMin and DefaultRetryMax.
 	RetryMin, RetryMax time.Duration
+	// Target identifies the backend (the --sync value without secrets).
+	// The manifest remembers it and starts over when it changes, so a new
+	// target gets the whole tree. Empty binds to the empty identity.
+	Target string
 	// Clock is the source of time. Nil means the wall clock.
 	Clock Clock
 	// Metrics receives the queue's metrics. Nil means a private registry.
@@ -197,6 +201,10 @@ func New(cfg Config) (*Queue, error) {
 	}
 	manifest, err := OpenManifest(cfg.StateDir)
 	if err != nil {
+		return nil, fmt.Errorf("unable to create sync queue: %w", err)
+	}
+	if err := bindManifest(manifest, cfg); err != nil {
+		_ = manifest.Close()
 		return nil, fmt.Errorf("unable to create sync queue: %w", err)
 	}
 	q := &Queue{
