@@ -41,8 +41,8 @@ status=0
 
 echo
 echo "demo: the CLI exited with status $status; its stream-json output is in $work/stdout.jsonl"
-echo "demo: $(wc -l <"$work/stdout.jsonl") stream-json lines on stdout; the last one begins:"
-tail -n 1 "$work/stdout.jsonl" | cut -c 1-300
+echo "demo: $(wc -l <"$work/stdout.jsonl") lines on stdout; the result line begins:"
+grep '"type":"result"' "$work/stdout.jsonl" | cut -c 1-300
 echo "demo: files in the mirror:"
 (cd "$work/mirror" && find . -type f | sort | sed 's/^/  /')
 if diff -r --exclude=.supervisor "$work/workspace" "$work/mirror" >/dev/null; then
@@ -52,4 +52,5 @@ else
   diff -r --exclude=.supervisor "$work/workspace" "$work/mirror" >&2 || true
   exit 1
 fi
+echo "demo: everything is in $work; remove it when done"
 exit "$status"
