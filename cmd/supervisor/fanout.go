@@ -9,9 +9,11 @@ import (
 
 // fanout copies the child's output to every destination in order. A
 // destination that fails (a reader of stdout that went away, a full disk
-// under --tee) is logged once and dropped, so the others, the agent decoder
-// above all, keep receiving every byte: the change hints must not stop
-// because nobody reads stdout.
+// under --tee) is logged once and dropped, so the others keep receiving
+// every byte. A destination that stalls stalls the others: the supervisor
+// keeps stdout and --tee in one fanout and the agent decoder in another,
+// which the child feeds as it reads, so that the change hints never wait
+// for a reader of stdout.
 type fanout struct {
 	log  hclog.Logger
 	mu   sync.Mutex

@@ -127,7 +127,8 @@ type supervisor struct {
 	queue     *syncq.Queue
 	watcher   *watch.Watcher
 	decoder   *agent.Decoder
-	output    *fanout
+	output    *fanout // stdout and --tee: they may stall, the child waits for them
+	observers *fanout // the decoder, watchdog and events: fed as output is read
 	watchdog  *watchdog
 	tee       *os.File // nil without --tee
 
@@ -137,6 +138,7 @@ type supervisor struct {
 	mu       sync.Mutex
 	child    *proc.Child // nil until started
 	unsynced []string    // what the final flush left, for /status
+	startErr error       // why the command could not be started, if it could not
 	exitCode int
 }
 
@@ -271,11 +273,10 @@ func (s *supervisor) openComponents() error {
 	}
 
 	s.output = newFanout(s.log.Named("output"))
+	// Whatever reads the supervisor's stdout may stall; the change hints
+	// must not stall with it, so the decoder is fed apart, as output is read.
 	if s.io.stdout != nil {
 		s.output.add("stdout", s.io.stdout)
-	}
-	if s.io.events != nil {
-		s.output.add("events", s.io.events)
 	}
 	if cfg.Tee != "" {
 		if s.tee, err = os.OpenFile(cfg.Tee, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
@@ -283,8 +284,12 @@ func (s *supervisor) openComponents() error {
 		}
 		s.output.add("tee", s.tee)
 	}
-	s.output.add("agent", s.decoder)
-	s.output.add("watchdog", s.watchdog)
+	s.observers = newFanout(s.log.Named("output"))
+	if s.io.events != nil {
+		s.observers.add("events", s.io.events)
+	}
+	s.observers.add("agent", s.decoder)
+	s.observers.add("watchdog", s.watchdog)
 
 	if cfg.Listen != "" {
 		s.server = &metrics.Server{Metrics: s.metrics, Readiness: s.readiness, Status: s.status}
@@ -475,6 +480,7 @@ func (s *supervisor) runChild(ctx context.Context) int {
 		Stdin:        s.stdin,
 		Output:       s.output,
 		Grace:        childGrace(s.cfg.Grace),
+		Observer:     s.observers,
 		DrainTimeout: s.cfg.Drain,
 		Signals:      s.signals,
 		Reaper:       s.reaper,
@@ -485,8 +491,13 @@ func (s *supervisor) runChild(ctx context.Context) int {
 	s.child = child
 	s.mu.Unlock()
 
-	// A start failure is logged by the child and reported by Wait as 126 or 127.
-	_ = child.Start(ctx)
+	// A start failure is logged by the child and reported by Wait as 126 or
+	// 127; serve also hands its text to the client.
+	if err := child.Start(ctx); err != nil {
+		s.mu.Lock()
+		s.startErr = err
+		s.mu.Unlock()
+	}
 	stopWatchdog := s.watchdog.watch(child.Stop)
 	status, err := child.Wait()
 	s.metrics.ChildExits.WithLabelValues(exitOutcome(status, err)).Inc()

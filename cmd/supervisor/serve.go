@@ -401,7 +401,7 @@ func (d *daemon) Start(req control.StartRequest, r *control.Run) error {
 		_ = lines.Close()
 		s.close()
 		s.mu.Lock()
-		unsynced := s.unsynced
+		unsynced, startErr := s.unsynced, s.startErr
 		s.mu.Unlock()
 		d.mu.Lock()
 		d.active = nil
@@ -409,7 +409,11 @@ func (d *daemon) Start(req control.StartRequest, r *control.Run) error {
 		log.Info("run over", "exit_code", code, "unsynced", len(unsynced))
 		// Finish last: the next run may start as soon as it is called, and
 		// must find the manifest closed.
-		r.Finish(code, unsynced)
+		reason := ""
+		if startErr != nil {
+			reason = startErr.Error()
+		}
+		r.FinishWithError(code, unsynced, reason)
 	}()
 	return nil
 }

@@ -163,6 +163,9 @@ func TestSubmitExitsWithTheRunsStatusAndPrintsItsOutput(t *testing.T) {
 	if code := s.run(t); code != 127 {
 		t.Errorf("unknown command: status %d, want 127", code)
 	}
+	if !strings.Contains(s.stderr.String(), "command not found: no-such-command-here") {
+		t.Errorf("unknown command: submit's stderr does not say why: %q", s.stderr.String())
+	}
 }
 
 func TestSubmitPassesTheAllowListedEnvironmentAndNamedVariables(t *testing.T) {

@@ -350,6 +350,9 @@ func printEvent(e control.Event, stdout, stderr io.Writer, code *int) error {
 		var d control.ExitData
 		if jsonInto(e.Data, &d) {
 			*code = d.ExitCode
+			if d.Error != "" {
+				_, _ = fmt.Fprintf(stderr, "supervisor submit: %s\n", d.Error)
+			}
 			if len(d.Unsynced) > 0 {
 				sort.Strings(d.Unsynced)
 				_, _ = fmt.Fprintf(stderr, "supervisor submit: %d paths left unsynced: %s\n",

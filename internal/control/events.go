@@ -55,6 +55,9 @@ type SyncFailedData struct {
 // ExitData is the data of the exit event.
 type ExitData struct {
 	ExitCode int `json:"exit_code"`
+	// Error says why the command never ran (not found, not executable);
+	// empty when it ran, whatever its exit code.
+	Error string `json:"error,omitempty"`
 	// Unsynced lists the paths the final flush could not deliver.
 	Unsynced []string `json:"unsynced,omitempty"`
 }

@@ -72,6 +72,12 @@ func (r *Run) Started() {
 // Finish ends the run: the exit event closes its stream and the daemon
 // takes the next run. Call it once everything the run opened is closed.
 func (r *Run) Finish(exitCode int, unsynced []string) {
+	r.FinishWithError(exitCode, unsynced, "")
+}
+
+// FinishWithError is Finish for a run whose command never ran: reason says
+// why, for the client to show.
+func (r *Run) FinishWithError(exitCode int, unsynced []string, reason string) {
 	r.mu.Lock()
 	if r.state == StateExited {
 		r.mu.Unlock()
@@ -79,7 +85,8 @@ func (r *Run) Finish(exitCode int, unsynced []string) {
 	}
 	r.state, r.exitCode, r.ended = StateExited, exitCode, time.Now()
 	r.mu.Unlock()
-	r.events.AppendJSON(EventExit, ExitData{ExitCode: exitCode, Unsynced: unsynced})
+	r.events.AppendJSON(EventExit, ExitData{ExitCode: exitCode, Unsynced: unsynced,
+		Error: reason})
 	r.events.Close()
 }
 

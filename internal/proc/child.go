@@ -42,6 +42,10 @@ var (
 	// child exited (a grandchild holds the pty or pipes); what came later
 	// was not read.
 	ErrDrainTimeout = errors.New("child output still open after the drain timeout")
+	// ErrOutputAbandoned says Output still had not taken all of the child's
+	// output DrainTimeout after the child exited (a stdout nobody reads);
+	// the rest was dropped.
+	ErrOutputAbandoned = errors.New("output destination stalled; the rest of the output was dropped")
 )
 
 // Config describes the supervised command.
@@ -63,8 +67,16 @@ type Config struct {
 	Stdin *os.File
 	// Output receives every byte the child writes, in order; a pty merges
 	// stdout and stderr, pipes interleave them as they are read. Nil
-	// discards the output.
+	// discards the output. A slow Output slows the child, as it would
+	// without a supervisor, but only until the child exits: DrainTimeout
+	// later, what Output has not taken is dropped (ErrOutputAbandoned).
 	Output io.Writer
+	// Observer receives every byte as soon as it is read, before Output and
+	// whatever Output's pace, so that a stalled Output never hides output
+	// the supervisor has read from it (the agent decoder). It must be safe
+	// for concurrent use and return quickly: the reader waits for it. Nil
+	// means none.
+	Observer io.Writer
 	// Grace is how long the process group has after a terminating signal
 	// before it gets SIGKILL. Zero means DefaultGrace; NoGrace (any
 	// negative value) kills at once.
@@ -459,6 +471,9 @@ func (c *Child) readOutput(f *os.File, out *spool) {
 			if m := c.cfg.Metrics; m != nil {
 				m.ChildOutputBytes.Add(float64(n))
 			}
+			if c.cfg.Observer != nil {
+				_, _ = c.cfg.Observer.Write(buf[:n])
+			}
 			if _, werr := out.Write(buf[:n]); werr != nil {
 				return
 			}
@@ -478,10 +493,15 @@ func (c *Child) readOutput(f *os.File, out *spool) {
 	}
 }
 
-// drainOutput waits for the readers, at most DrainTimeout from now, then
-// writes out what the spool holds.
+// drainOutput waits for the readers and for Output to take what the spool
+// holds, both at most DrainTimeout from now.
 func (c *Child) drainOutput(s *streams, out *spool, readers <-chan struct{}) error {
 	deadline := time.Now().Add(c.drain)
+	// A reader may wait in the spool behind a stalled Output rather than in
+	// Read, where the deadline below cannot reach it, and the Output may
+	// never take the rest: at the deadline the spool gives up on it.
+	giveUp := time.AfterFunc(c.drain, out.Abandon)
+	defer giveUp.Stop()
 	for _, f := range s.outputs {
 		if err := f.SetReadDeadline(deadline); err != nil {
 			// Closing interrupts a read on a descriptor the poller owns,
@@ -499,9 +519,18 @@ func (c *Child) drainOutput(s *streams, out *spool, readers <-chan struct{}) err
 	s.closeOutputs()
 	s.stopKeystrokes()
 	out.Close()
-	<-out.Flushed()
+	select {
+	case <-out.Flushed():
+	case <-out.Abandoned():
+	}
 
 	var errs []error
+	if dropped := out.Dropped(); dropped > 0 {
+		c.log.Error("output destination stopped taking the child's output; dropped the rest "+
+			"(is anything reading the supervisor's stdout and --tee?)",
+			"dropped_bytes", dropped, "drain_timeout_ms", c.drain.Milliseconds())
+		errs = append(errs, ErrOutputAbandoned)
+	}
 	if c.truncated.Load() {
 		c.log.Warn("child output still open after the child exited; stopped reading it",
 			"drain_timeout_ms", c.drain.Milliseconds())
