@@ -272,9 +272,9 @@ func (s *supervisor) openComponents() error {
 		return err
 	}
 
-	s.output = newFanout(s.log.Named("output"))
 	// Whatever reads the supervisor's stdout may stall; the change hints
 	// must not stall with it, so the decoder is fed apart, as output is read.
+	s.output = newFanout(s.log.Named("output"))
 	if s.io.stdout != nil {
 		s.output.add("stdout", s.io.stdout)
 	}
@@ -479,8 +479,8 @@ func (s *supervisor) runChild(ctx context.Context) int {
 		PTY:          !s.cfg.NoPTY,
 		Stdin:        s.stdin,
 		Output:       s.output,
-		Grace:        childGrace(s.cfg.Grace),
 		Observer:     s.observers,
+		Grace:        childGrace(s.cfg.Grace),
 		DrainTimeout: s.cfg.Drain,
 		Signals:      s.signals,
 		Reaper:       s.reaper,
