@@ -59,7 +59,7 @@ var done = result{}
 func (q *Queue) operate(ctx context.Context, j job) result {
 	if reason := q.filter.Skip(j.path); reason != "" {
 		q.skip(reason, j.path)
-		return done
+		return q.forget(j.path, reason)
 	}
 	info, err := q.lstat(j.path)
 	switch {
@@ -124,7 +124,7 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 	}
 	if q.maxFileSize > 0 && info.Size() > q.maxFileSize {
 		q.skip(SkipTooLarge, j.path)
-		return done
+		return q.forget(j.path, SkipTooLarge)
 	}
 
 	f, err := q.openFile(q.ws.Abs(j.path))
@@ -214,6 +214,24 @@ func (q *Queue) remove(ctx context.Context, j job) result {
 		return done
 	}
 	return q.delete(ctx, j)
+}
+
+// forget drops a synced path that is no longer synced (an --ignore or
+// .gitignore rule now covers it, or it grew over the size limit) from the
+// manifest, and leaves the backend's copy alone: an ignore rule says "do
+// not send", not "destroy", and an edited .gitignore must not delete half
+// a mirror. Without this, every scan would find the path differing from
+// the manifest and queue it again, for ever.
+func (q *Queue) forget(path, reason string) result {
+	if _, ok := q.manifest.Get(path); !ok {
+		return done
+	}
+	if err := q.manifest.Delete(path); err != nil {
+		return q.localFailure("put", path, err)
+	}
+	q.log.Info("path no longer synced; the backend keeps its last copy", "path", path,
+		"reason", reason)
+	return done
 }
 
 func (q *Queue) delete(ctx context.Context, j job) result {

@@ -63,6 +63,9 @@ func (q *Queue) reconcile(ctx context.Context, dir string) (int, error) {
 			return nil
 		}
 		info, err := d.Info()
+		if err == nil && !synced && q.maxFileSize > 0 && info.Size() > q.maxFileSize {
+			return nil // never synced and not to be: nothing to queue
+		}
 		if err != nil || !synced || !rec.sameMetadata(info) {
 			push(rel)
 		}
