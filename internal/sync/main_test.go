@@ -146,6 +146,14 @@ func (r *recordingBackend) Delete(ctx context.Context, path string) (err error) 
 
 func (r *recordingBackend) Check(ctx context.Context) error { return r.inner.Check(ctx) }
 
+// Recover passes on to the inner backend, so crash debris is cleared.
+func (r *recordingBackend) Recover() (int, error) {
+	if rec, ok := r.inner.(Recoverer); ok {
+		return rec.Recover()
+	}
+	return 0, nil
+}
+
 // Empty passes the inner backend's answer on, so a wiped mirror is noticed.
 func (r *recordingBackend) Empty() (bool, error) {
 	if e, ok := r.inner.(Emptiness); ok {

@@ -207,6 +207,10 @@ func New(cfg Config) (*Queue, error) {
 		_ = manifest.Close()
 		return nil, fmt.Errorf("unable to create sync queue: %w", err)
 	}
+	if err := recoverAfterCrash(manifest, cfg); err != nil {
+		_ = manifest.Close()
+		return nil, fmt.Errorf("unable to create sync queue: %w", err)
+	}
 	q := &Queue{
 		ws:          cfg.Workspace,
 		filter:      cfg.Filter,
@@ -268,7 +272,9 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 // Close releases the manifest. Call it after Run has returned.
-func (q *Queue) Close() error { return q.manifest.Close() }
+func (q *Queue) Close() error {
+	return errors.Join(q.manifest.markClosed(), q.manifest.Close())
+}
 
 // Manifest returns the queue's manifest, for inspection.
 func (q *Queue) Manifest() *Manifest { return q.manifest }

@@ -3,7 +3,10 @@ package sync
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -109,5 +112,94 @@ func bindManifest(m *Manifest, cfg Config) error {
 	}
 	cfg.Logger.Warn("forgot what was synced; every file will be sent again",
 		"reason", reason, "records", records)
+	return nil
+}
+
+// openKey is set while a queue uses the manifest. Found set at open, it
+// means the last supervisor died without closing it (SIGKILL, a crash), so
+// the backend may hold debris of operations cut short.
+var openKey = []byte("open")
+
+// markOpen sets openKey and reports whether it was already set.
+func (m *Manifest) markOpen() (unclean bool, err error) {
+	err = m.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		unclean = b.Get(openKey) != nil
+		return b.Put(openKey, []byte{1})
+	})
+	if err != nil {
+		return false, fmt.Errorf("unable to mark the manifest open: %w", err)
+	}
+	return unclean, nil
+}
+
+// markClosed clears openKey: this supervisor stops cleanly.
+func (m *Manifest) markClosed() error {
+	err := m.db.Update(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(metaBucket); b != nil {
+			return b.Delete(openKey)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("unable to mark the manifest closed: %w", err)
+	}
+	return nil
+}
+
+// Recoverer is implemented by backends that can clear what an operation
+// cut short by a crash left behind. It runs before any operation starts.
+type Recoverer interface {
+	Recover() (removed int, err error)
+}
+
+// Recover implements Recoverer: it removes the temporary files of puts that
+// a killed supervisor never renamed into place, which would otherwise stay
+// in the mirror for good.
+func (d *DirBackend) Recover() (int, error) {
+	removed := 0
+	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if e.Type().IsRegular() && strings.HasPrefix(e.Name(), tempPrefix) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			removed++
+		}
+		return nil
+	})
+	if err != nil {
+		return removed, fmt.Errorf("unable to clear interrupted copies from the mirror: %w", err)
+	}
+	return removed, nil
+}
+
+// recoverAfterCrash lets the backend clear debris when the last supervisor
+// using this manifest did not stop cleanly.
+func recoverAfterCrash(m *Manifest, cfg Config) error {
+	unclean, err := m.markOpen()
+	if err != nil || !unclean {
+		return err
+	}
+	r, ok := cfg.Backend.(Recoverer)
+	if !ok {
+		return nil
+	}
+	removed, err := r.Recover()
+	if err != nil {
+		return err
+	}
+	if cfg.Logger != nil {
+		cfg.Logger.Info("the last run did not stop cleanly; cleared its interrupted copies",
+			"removed", removed)
+	}
 	return nil
 }

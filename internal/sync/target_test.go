@@ -2,6 +2,7 @@ package sync
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -63,5 +64,54 @@ func TestWipedMirrorIsFilledAgain(t *testing.T) {
 	want := map[string]string{"a.txt": "a", "d/b.txt": "b"}
 	if got := tree(t, f.mirror); !reflect.DeepEqual(got, want) {
 		t.Fatalf("mirror after a wipe = %v, want %v", got, want)
+	}
+}
+
+// crash stops the fixture's queue the way SIGKILL would: the manifest is
+// closed without being marked closed.
+func (f *fixture) crash() {
+	if f.cancel != nil {
+		f.cancel()
+		<-f.stopped
+		f.cancel = nil
+	}
+	if err := f.queue.Manifest().Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	f.queue = nil
+}
+
+func TestInterruptedCopiesAreClearedAfterACrash(t *testing.T) {
+	f := syncedTree(t, "dir:/m1")
+	debris := []string{
+		filepath.Join(f.mirror, tempPrefix+"123"),
+		filepath.Join(f.mirror, "d", tempPrefix+"456"),
+	}
+	f.crash()
+	for _, p := range debris {
+		if err := os.WriteFile(p, []byte("half a file"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.open(withTarget("dir:/m1"))
+
+	want := map[string]string{"a.txt": "a", "d/b.txt": "b"}
+	if got := tree(t, f.mirror); !reflect.DeepEqual(got, want) {
+		t.Fatalf("mirror after restarting from a crash = %v, want %v", got, want)
+	}
+}
+
+func TestACleanStopLeavesTheMirrorAlone(t *testing.T) {
+	f := syncedTree(t, "dir:/m1")
+	f.close()
+	// Not the supervisor's: a clean stop leaves no debris, so nothing in
+	// the mirror is taken for it.
+	other := filepath.Join(f.mirror, tempPrefix+"not-ours")
+	if err := os.WriteFile(other, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.open(withTarget("dir:/m1"))
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("a clean restart removed %s: %v", other, err)
 	}
 }
