@@ -74,14 +74,16 @@ func runCommand(args []string, stderr io.Writer) int {
 // and the reaper. `supervisor run` makes one for its only command; `serve`
 // keeps one for all the runs it takes.
 type host struct {
-	metrics *metrics.Metrics
-	reaper  *proc.Reaper
+	metrics  *metrics.Metrics
+	reaper   *proc.Reaper
+	liveness *metrics.Liveness // /healthz: the loops of the host and of its runs
 }
 
 // newHost creates the metrics and the reaper, and makes the process a
 // child subreaper when asked to and not PID 1 already.
 func newHost(log hclog.Logger, subreaper bool) *host {
-	h := &host{metrics: metrics.New(), reaper: proc.NewReaper(log.Named("reaper"))}
+	h := &host{metrics: metrics.New(), reaper: proc.NewReaper(log.Named("reaper")),
+		liveness: metrics.NewLiveness()}
 	if os.Getpid() != 1 && subreaper {
 		if err := proc.SetSubreaper(); err != nil {
 			log.Warn("unable to become a child subreaper; orphans of the child will "+
@@ -120,6 +122,7 @@ type supervisor struct {
 
 	metrics   *metrics.Metrics
 	readiness *metrics.Readiness
+	liveness  *metrics.Liveness
 	server    *metrics.Server // nil when --listen is empty
 	reaper    *proc.Reaper
 	workspace *change.Workspace
@@ -179,6 +182,7 @@ func newRunSupervisor(h *host, cfg *runConfig, log hclog.Logger, rio runIO) (*su
 		metrics:   h.metrics,
 		reaper:    h.reaper,
 		readiness: metrics.NewReadiness(readyWatcher, readyScan, readyBackend),
+		liveness:  h.liveness,
 		signals:   rio.signals,
 		exitCode:  exitSetup,
 	}
@@ -292,7 +296,8 @@ func (s *supervisor) openComponents() error {
 	s.observers.add("watchdog", s.watchdog)
 
 	if cfg.Listen != "" {
-		s.server = &metrics.Server{Metrics: s.metrics, Readiness: s.readiness, Status: s.status}
+		s.server = &metrics.Server{Metrics: s.metrics, Readiness: s.readiness,
+			Liveness: s.liveness, Status: s.status}
 		if err := s.server.Listen(cfg.Listen); err != nil {
 			return fmt.Errorf("%w (set --listen to another address, or to \"\" to disable "+
 				"the HTTP server)", err)
@@ -332,8 +337,10 @@ func (s *supervisor) run() int {
 	if s.ownsHost {
 		reaperCtx, stopReaper := context.WithCancel(context.Background())
 		g.Add(func() error {
-			s.reaper.Run(reaperCtx)
-			return nil
+			return s.liveness.Track(reaperCtx, "reaper", func() error {
+				s.reaper.Run(reaperCtx)
+				return nil
+			})
 		}, func(error) {
 			stopReaper()
 		})
@@ -363,14 +370,18 @@ func (s *supervisor) run() int {
 	{
 		watchCtx, stopWatch := context.WithCancel(ctx)
 		g.Add(func() error {
-			if err := s.watcher.Run(watchCtx); err != nil {
-				s.log.Error("the watcher stopped; filesystem changes now reach the mirror "+
-					"only through agent events, rescans and the final scan", "error", err)
-				s.readiness.Set(readyWatcher, "watcher stopped: "+err.Error())
-				watcherFailed <- err
-				<-watchCtx.Done()
-			}
-			return nil
+			return s.liveness.Track(watchCtx, "watcher", func() error {
+				if err := s.watcher.Run(watchCtx); err != nil {
+					s.log.Error("the watcher stopped; filesystem changes now reach the "+
+						"mirror only through agent events, rescans and the final scan",
+						"error", err)
+					s.readiness.Set(readyWatcher, "watcher stopped: "+err.Error())
+					s.liveness.Died("watcher", "stopped: "+err.Error())
+					watcherFailed <- err
+					<-watchCtx.Done()
+				}
+				return nil
+			})
 		}, func(error) {
 			stopWatch()
 		})
@@ -380,7 +391,9 @@ func (s *supervisor) run() int {
 	{
 		queueCtx, stopQueue := context.WithCancel(ctx)
 		g.Add(func() error {
-			return s.queue.Run(queueCtx)
+			return s.liveness.Track(queueCtx, "queue", func() error {
+				return s.queue.Run(queueCtx)
+			})
 		}, func(error) {
 			stopQueue()
 		})
@@ -390,8 +403,10 @@ func (s *supervisor) run() int {
 	{
 		probeCtx, stopProbe := context.WithCancel(ctx)
 		g.Add(func() error {
-			s.probeBackend(probeCtx)
-			return nil
+			return s.liveness.Track(probeCtx, "backend_probe", func() error {
+				s.probeBackend(probeCtx)
+				return nil
+			})
 		}, func(error) {
 			stopProbe()
 		})

@@ -180,7 +180,7 @@ func newDaemon(cfg *serveConfig, log hclog.Logger) (*daemon, error) {
 	}
 	if cfg.Listen != "" {
 		d.server = &metrics.Server{Metrics: d.host.metrics, Readiness: d.readiness,
-			Status: d.status}
+			Liveness: d.host.liveness, Status: d.status}
 		if err := d.server.Listen(cfg.Listen); err != nil {
 			d.close()
 			return nil, fmt.Errorf("%w (set --listen to another address, or to \"\" to "+
@@ -211,8 +211,10 @@ func (d *daemon) run() int {
 	{
 		ctx, stop := context.WithCancel(context.Background())
 		g.Add(func() error {
-			d.host.reaper.Run(ctx)
-			return nil
+			return d.host.liveness.Track(ctx, "reaper", func() error {
+				d.host.reaper.Run(ctx)
+				return nil
+			})
 		}, func(error) {
 			stop()
 		})

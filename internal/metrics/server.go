@@ -90,6 +90,8 @@ type Server struct {
 	Metrics *Metrics
 	// Readiness answers /readyz.
 	Readiness *Readiness
+	// Liveness answers /healthz. Nil answers 200 while the server runs.
+	Liveness *Liveness
 	// Status returns the document served on /status; it is encoded as JSON.
 	// Nil serves an empty object.
 	Status func() any
@@ -133,13 +135,23 @@ func (s *Server) Shutdown() {
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("GET /healthz", s.serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
 	mux.HandleFunc("GET /status", s.serveStatus)
 	return mux
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.Liveness != nil {
+		if alive, reason := s.Liveness.Alive(); !alive {
+			reason = strings.Join(strings.Fields(reason), " ")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintln(w, "dead: "+reason)
+			return
+		}
+	}
+	_, _ = fmt.Fprintln(w, "ok")
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
