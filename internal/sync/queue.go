@@ -495,8 +495,10 @@ func (q *Queue) work(ctx context.Context) {
 			}
 		}
 		r := q.operate(ctx, j)
-		q.finish(e, j, r)
+		// Report first: finish wakes Flush, whose caller must find the
+		// failure reported by then (serve sends it before the exit event).
 		q.reportFailure(j, r)
+		q.finish(e, j, r)
 		if ctx.Err() != nil {
 			return
 		}
