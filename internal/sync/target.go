@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -76,7 +77,9 @@ type Emptiness interface {
 // entries. A mirror emptied by hand is then filled again from scratch.
 func (d *DirBackend) Empty() (bool, error) {
 	f, err := os.Open(d.root)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
+		// A file where a parent directory should be also means no mirror:
+		// the backend's check reports it, and the queue must still start.
 		return true, nil
 	}
 	if err != nil {
