@@ -279,9 +279,11 @@ func TestServeStopsOnSIGTERMAfterTheRunsFlush(t *testing.T) {
 	d := startServe(t, ws, env)
 	s := startSubmit(t, d, ws, nil, "--", "sh", "-c", "echo late > late.txt; sleep 30")
 	// The daemon is stopped once the run has written its file, which the
-	// final flush must then deliver.
+	// final flush must then deliver. The file exists, empty, from the
+	// shell's open until echo writes: only its content says it is written.
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(ws, "late.txt")); err == nil {
+		if data, err := os.ReadFile(filepath.Join(ws, "late.txt")); err == nil &&
+			string(data) == "late\n" {
 			break
 		}
 		if time.Now().After(deadline) {
