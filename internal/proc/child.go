@@ -209,9 +209,9 @@ func (c *Child) Start(ctx context.Context) error {
 }
 
 // Wait returns the child's status once it has exited and its output has
-// been read (bounded by DrainTimeout) and written to Output. The status is
-// valid even with an error: ErrDrainTimeout, a failure writing Output, or
-// the Start error, in which case the status carries the code to exit with
+// been read and written to Output, both bounded by DrainTimeout. The status
+// is valid even with an error: ErrDrainTimeout, ErrOutputAbandoned, a
+// failure writing Output, or the Start error, in which case the status carries the code to exit with
 // (StartError.Code, or ExitCannotExecute for a failure to set up the pty).
 func (c *Child) Wait() (Status, error) {
 	c.mu.Lock()
