@@ -46,6 +46,14 @@ type Digested interface {
 	SHA256() [32]byte
 }
 
+// Syncer is a Backend whose Put and Delete are durable only once a later
+// Sync returns, so that many operations share one flush. The queue calls
+// Sync before the manifest records any operation that finished before it:
+// the manifest never claims a file a crash could still take away.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
 // ErrUnknownTarget reports a --sync target whose scheme no backend handles.
 var ErrUnknownTarget = errors.New("unknown sync target")
 

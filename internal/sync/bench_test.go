@@ -3,8 +3,6 @@ package sync
 import (
 	"context"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,21 +10,6 @@ import (
 
 	"github.com/agent-supervisor/supervisor/internal/change"
 )
-
-// arrivalBackend reports every successful Put on a channel.
-type arrivalBackend struct {
-	Backend
-	arrived chan string
-}
-
-func (a arrivalBackend) Put(ctx context.Context, path string, content io.Reader, size int64,
-	mode fs.FileMode) error {
-	err := a.Backend.Put(ctx, path, content, size, mode)
-	if err == nil {
-		a.arrived <- path
-	}
-	return err
-}
 
 // newBenchQueue runs a queue over a dir: mirror with the wall clock and the
 // supervisor's default settings, less the debounce.
@@ -45,9 +28,12 @@ func newBenchQueue(b *testing.B, debounce time.Duration) (*Queue, string, chan s
 	if err != nil {
 		b.Fatal(err)
 	}
+	// A path arrives when its group is durable and recorded, as the
+	// supervisor counts it synced.
 	arrived := make(chan string, 1024)
-	q, err := New(Config{Workspace: workspace, Backend: arrivalBackend{dir, arrived},
-		StateDir: filepath.Join(base, "state"), Debounce: debounce})
+	q, err := New(Config{Workspace: workspace, Backend: dir,
+		StateDir: filepath.Join(base, "state"), Debounce: debounce,
+		OnSynced: func(e Event) { arrived <- e.Path }})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,9 +51,9 @@ func newBenchQueue(b *testing.B, debounce time.Duration) (*Queue, string, chan s
 	return q, ws, arrived
 }
 
-// benchmarkHintToMirror times one write at a time from its hint to the end
-// of its Put into the mirror: the queue, the hash, the copy and the fsync
-// of the dir: backend, and the manifest update.
+// benchmarkHintToMirror times one write at a time from its hint until it is
+// synced: the queue, the hash, the copy into the dir: backend, and the
+// group commit (a syncfs of the mirror, then the manifest update).
 func benchmarkHintToMirror(b *testing.B, source change.Source, debounce time.Duration) {
 	q, ws, arrived := newBenchQueue(b, debounce)
 	n := 0

@@ -10,13 +10,17 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // DirBackend mirrors the workspace into a local directory. Each Put writes a
-// temporary file beside its target, syncs it to disk and renames it over the
-// target, so a reader of the mirror sees the old content or the new, never
-// a mix. Delete removes the file and then every parent directory it leaves
-// empty, up to the mirror's root.
+// temporary file beside its target and renames it over the target, so a
+// reader of the mirror sees the old content or the new, never a mix. Delete
+// removes the file and then every parent directory it leaves empty, up to
+// the mirror's root. Neither waits for the disk: Sync (one syncfs(2) of the
+// mirror's file system) makes every operation before it durable, once per
+// group of operations the queue records in its manifest.
 type DirBackend struct {
 	root string // absolute and clean
 }
@@ -86,11 +90,13 @@ func (d *DirBackend) Put(ctx context.Context, rel string, content io.Reader, siz
 	if err := tmp.Chmod(mode.Perm()); err != nil {
 		return fmt.Errorf("unable to set mode of %s: %w", rel, err)
 	}
-	// Syncing before the rename keeps a crash from leaving an empty file
-	// under the target's name on file systems that reorder metadata.
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("unable to sync %s: %w", rel, err)
-	}
+	// No fsync before the rename: Sync makes the group durable before the
+	// manifest records it. What that costs: on a file system that commits
+	// a rename before the data it names (not ext4's default, which flushes
+	// the data of a file renamed over another), a power cut before Sync
+	// can leave an empty file under a path whose older version the
+	// manifest still records; the next start sends the path again unless
+	// the workspace went back to exactly that older content.
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("unable to close %s: %w", rel, err)
 	}
@@ -120,15 +126,60 @@ func (d *DirBackend) Delete(ctx context.Context, rel string) error {
 // removeEmptyParents removes dir and its parents while they are empty,
 // stopping below the mirror root. A directory that is not empty (or that
 // cannot be removed for any other reason) ends the climb: a left-over empty
-// directory is untidy, not wrong.
+// directory is untidy, not wrong. rmdir, not remove: a concurrent Put may
+// have renamed a file into a parent's place (a directory that became a
+// file), and that file must stay.
 func (d *DirBackend) removeEmptyParents(dir string) {
 	for dir != d.root && strings.HasPrefix(dir, d.root+string(filepath.Separator)) {
-		err := os.Remove(dir)
+		err := unix.Rmdir(dir)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return
 		}
 		dir = filepath.Dir(dir)
 	}
+}
+
+// Sync implements Syncer: one syncfs(2) of the file system that holds the
+// mirror makes every Put and Delete before it durable. It flushes the
+// other dirty data of that file system too, which costs more on a disk
+// shared with busy writers, and still far less than a fsync per file.
+func (d *DirBackend) Sync(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	root, err := os.Open(d.root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing was ever put; Check creates the directory
+	}
+	if err != nil {
+		return fmt.Errorf("unable to open mirror directory: %w", err)
+	}
+	defer root.Close()
+	if err := unix.Syncfs(int(root.Fd())); err != nil {
+		return fmt.Errorf("unable to sync the mirror's file system: %w", err)
+	}
+	return nil
+}
+
+// List implements Lister: every file in the mirror but the temporary ones.
+func (d *DirBackend) List(fn func(path string) error) error {
+	err := filepath.WalkDir(d.root, func(p string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || !e.Type().IsRegular() || strings.HasPrefix(e.Name(), tempPrefix) {
+			return err
+		}
+		rel, err := filepath.Rel(d.root, p)
+		if err != nil {
+			return err
+		}
+		return fn(filepath.ToSlash(rel))
+	})
+	if err != nil {
+		return fmt.Errorf("unable to list the mirror: %w", err)
+	}
+	return nil
 }
 
 // Check implements Backend: the mirror directory exists (it is created when

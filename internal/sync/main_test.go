@@ -146,6 +146,22 @@ func (r *recordingBackend) Delete(ctx context.Context, path string) (err error) 
 
 func (r *recordingBackend) Check(ctx context.Context) error { return r.inner.Check(ctx) }
 
+// List passes on to the inner backend, so a crash's unrecorded files are seen.
+func (r *recordingBackend) List(fn func(path string) error) error {
+	if l, ok := r.inner.(Lister); ok {
+		return l.List(fn)
+	}
+	return nil
+}
+
+// Sync passes on to the inner backend, so the group commit syncs the mirror.
+func (r *recordingBackend) Sync(ctx context.Context) error {
+	if s, ok := r.inner.(Syncer); ok {
+		return s.Sync(ctx)
+	}
+	return nil
+}
+
 // Recover passes on to the inner backend, so crash debris is cleared.
 func (r *recordingBackend) Recover() (int, error) {
 	if rec, ok := r.inner.(Recoverer); ok {

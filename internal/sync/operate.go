@@ -50,6 +50,10 @@ type result struct {
 	hash        [32]byte      // content that failed permanently
 	retryAfter  time.Duration // the least wait the backend asked for
 	keepFailure bool          // a skip that leaves an earlier permanent failure standing
+	// update, when not nil, is what the backend accepted and the manifest
+	// must record before the operation counts as done (see recorded).
+	update *manifestUpdate
+	bytes  int64 // sent by a put, for the success metrics
 }
 
 var done = result{}
@@ -166,16 +170,12 @@ func (q *Queue) put(ctx context.Context, j job, info fs.FileInfo) result {
 	// Record what was sent, which may differ from what was hashed above if
 	// the file changed in between; the check below then syncs it again.
 	rec := Record{Hash: content.sum(), Size: info.Size(), ModTime: info.ModTime(), Mode: info.Mode()}
-	if err := q.manifest.Put(j.path, rec); err != nil {
-		return q.localFailure("put", j.path, err)
-	}
-	q.succeeded("put", j, info.Size())
-
+	r := result{op: "put", bytes: info.Size(), update: &manifestUpdate{path: j.path, record: rec}}
 	if now, err := os.Lstat(q.ws.Abs(j.path)); err != nil || !os.SameFile(info, now) ||
 		now.Size() != info.Size() || !now.ModTime().Equal(info.ModTime()) {
-		return result{kind: resultChanged}
+		r.kind = resultChanged
 	}
-	return done
+	return r
 }
 
 // unchanged returns the result for content the backend already holds (or
@@ -238,20 +238,38 @@ func (q *Queue) delete(ctx context.Context, j job) result {
 	if err := q.backend.Delete(ctx, j.path); err != nil {
 		return q.backendFailure(ctx, "delete", err, [32]byte{})
 	}
-	if err := q.manifest.Delete(j.path); err != nil {
-		return q.localFailure("delete", j.path, err)
+	return result{op: "delete", update: &manifestUpdate{path: j.path, delete: true}}
+}
+
+// recorded finishes an operation whose manifest update has been committed
+// (err nil) or has failed with its group, which makes the operation a
+// local failure, retried: the backend's copy may not be durable. It runs
+// on the committer's goroutine.
+func (q *Queue) recorded(e *entry, j job, r result, err error) {
+	if err != nil {
+		r = q.localFailure(r.op, j.path, err)
+	} else {
+		q.succeeded(r.op, j, r.bytes)
 	}
-	q.succeeded("delete", j, 0)
-	return done
+	// Report first, as work does: finish wakes Flush.
+	q.reportFailure(j, r)
+	q.finish(e, j, r)
 }
 
 // syncDir reconciles a directory's subtree with the manifest. A directory
 // where a file was synced first deletes that file.
 func (q *Queue) syncDir(ctx context.Context, j job) result {
 	if _, ok := q.manifest.Get(j.path); ok && j.path != "" {
-		if r := q.delete(ctx, j); r.kind != resultDone {
+		// The subtree's operations come after the delete; wait for its
+		// record rather than let them see the file as still synced.
+		r := q.delete(ctx, j)
+		if r.update == nil {
 			return r
 		}
+		if err := q.committer.commitNow(*r.update); err != nil {
+			return q.localFailure("delete", j.path, err)
+		}
+		q.succeeded("delete", j, 0)
 	}
 	if _, err := q.reconcile(ctx, j.path); err != nil {
 		if ctx.Err() != nil {

@@ -157,6 +157,7 @@ type Queue struct {
 	filter      *change.Filter
 	backend     Backend
 	manifest    *Manifest
+	committer   *committer // records finished operations; set by Run
 	clock       Clock
 	log         hclog.Logger
 	metrics     *metrics.Metrics
@@ -201,6 +202,10 @@ func New(cfg Config) (*Queue, error) {
 	}
 	manifest, err := OpenManifest(cfg.StateDir)
 	if err != nil {
+		return nil, fmt.Errorf("unable to create sync queue: %w", err)
+	}
+	if err := adoptAfterCrash(manifest, cfg); err != nil {
+		_ = manifest.Close()
 		return nil, fmt.Errorf("unable to create sync queue: %w", err)
 	}
 	if err := bindManifest(manifest, cfg); err != nil {
@@ -442,12 +447,16 @@ func (q *Queue) Run(ctx context.Context) error {
 	if !q.started.CompareAndSwap(false, true) {
 		return errors.New("sync queue is already running")
 	}
+	q.committer = newCommitter(q.manifest, q.backend)
+	go q.committer.run()
 	var wg stdsync.WaitGroup
 	for range q.concurrency {
 		wg.Go(func() { q.work(ctx) })
 	}
 	q.schedule(ctx)
 	wg.Wait()
+	// Operations the backend finished are recorded even when stopping.
+	q.committer.stop()
 	return nil
 }
 
@@ -495,10 +504,16 @@ func (q *Queue) work(ctx context.Context) {
 			}
 		}
 		r := q.operate(ctx, j)
-		// Report first: finish wakes Flush, whose caller must find the
-		// failure reported by then (serve sends it before the exit event).
-		q.reportFailure(j, r)
-		q.finish(e, j, r)
+		if r.update != nil {
+			// The worker moves on; the path stays in flight until its
+			// group is committed.
+			q.committer.add(*r.update, func(err error) { q.recorded(e, j, r, err) })
+		} else {
+			// Report first: finish wakes Flush, whose caller must find the
+			// failure reported by then (serve sends it before the exit event).
+			q.reportFailure(j, r)
+			q.finish(e, j, r)
+		}
 		if ctx.Err() != nil {
 			return
 		}
