@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/agent-supervisor/supervisor/internal/change"
@@ -39,10 +40,20 @@ func (q *Queue) reconcile(ctx context.Context, dir string) (int, error) {
 		q.enqueue(rel, false)
 		queued++
 	}
-	seen := make(map[string]struct{})
 	var unreadable []string
 
-	err := q.walk(ctx, dir, func(rel string, d fs.DirEntry, err error) error {
+	// The synced paths are listed before the walk: a path the running
+	// queue records while the walk goes on was queued by the walk itself,
+	// and must not be taken for one the walk did not meet. The list is
+	// sorted, so the walk marks what it met by binary search in a bit per
+	// path rather than in a set of path strings (4 MB less at 100,000).
+	paths, err := q.manifest.Beneath(dir)
+	if err != nil {
+		return 0, err
+	}
+	met := make([]bool, len(paths))
+
+	err = q.walk(ctx, dir, func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
 			unreadable = append(unreadable, rel)
 			q.log.Warn("unable to read directory; its files keep their last synced state",
@@ -54,7 +65,9 @@ func (q *Queue) reconcile(ctx context.Context, dir string) (int, error) {
 		}
 		rec, synced := q.manifest.Get(rel)
 		if synced {
-			seen[rel] = struct{}{}
+			if i, found := slices.BinarySearch(paths, rel); found {
+				met[i] = true
+			}
 		}
 		if !d.Type().IsRegular() {
 			if synced {
@@ -77,12 +90,8 @@ func (q *Queue) reconcile(ctx context.Context, dir string) (int, error) {
 
 	// Synced paths the walk did not meet are gone, or now hidden behind a
 	// link or an ignore rule; their operations decide which.
-	paths, err := q.manifest.Beneath(dir)
-	if err != nil {
-		return queued, err
-	}
-	for _, p := range paths {
-		if _, ok := seen[p]; ok || beneathAny(p, unreadable) {
+	for i, p := range paths {
+		if met[i] || beneathAny(p, unreadable) {
 			continue
 		}
 		push(p)
