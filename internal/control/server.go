@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -164,17 +165,22 @@ func (s *Server) start(req StartRequest) (*Run, error) {
 	}
 	s.started++
 	run := newRun(newRunID(s.started), req.Argv, NewBuffer(s.BufferBytes), time.Now())
+	// The run is listed at once, not after Starter.Start: from here on
+	// Ping and a refused start name it, and a client that got its ID
+	// there must be able to look it up, stop it or signal it (the signals
+	// wait in the run until it is set up).
 	s.active = run
+	s.runs = append(s.runs, run)
 	s.mu.Unlock()
 
 	if err := s.Starter.Start(req, run); err != nil {
 		s.mu.Lock()
 		s.active = nil
+		s.runs = slices.DeleteFunc(s.runs, func(r *Run) bool { return r == run })
 		s.mu.Unlock()
 		return nil, err
 	}
 	s.mu.Lock()
-	s.runs = append(s.runs, run)
 	s.forget()
 	s.mu.Unlock()
 	return run, nil
