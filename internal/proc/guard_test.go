@@ -35,6 +35,10 @@ func TestGuardHelper(t *testing.T) {
 
 	switch how {
 	case "panic":
+		// Wait for the parent's key: it checks raw mode first, and the
+		// panic restores the terminal at once.
+		var key [1]byte
+		_, _ = os.Stdin.Read(key[:])
 		go func() {
 			defer RestoreOnPanic()
 			panic("a bug in some goroutine")
@@ -57,7 +61,7 @@ func TestTerminalIsRestoredWhenTheSupervisorDies(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.how+signalName(tc.kill), func(t *testing.T) {
-			_, stdin := fakeTerminal(t, 24, 80)
+			keyboard, stdin := fakeTerminal(t, 24, 80)
 			before := termios(t, stdin)
 
 			outR, outW, err := os.Pipe()
@@ -84,6 +88,11 @@ func TestTerminalIsRestoredWhenTheSupervisorDies(t *testing.T) {
 			}
 			if raw := termios(t, stdin); raw.Lflag&(unix.ICANON|unix.ECHO) != 0 {
 				t.Error("the helper did not put the terminal in raw mode")
+			}
+			if tc.how == "panic" {
+				if _, err := keyboard.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if tc.kill != 0 {
 				if err := unix.Kill(pid, tc.kill); err != nil {
