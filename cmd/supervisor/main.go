@@ -26,6 +26,7 @@ const (
 var errUsage = errors.New("usage error")
 
 func main() {
+	applyDefaultMemoryLimit()
 	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
