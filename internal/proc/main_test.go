@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +20,10 @@ import (
 var testReaper *Reaper
 
 func TestMain(m *testing.M) {
+	// Started under nohup, the tests would hand their children SIGHUP
+	// ignored, and a shell cannot trap a signal ignored on entry. Catching
+	// it, as the supervisor does, gives each child the default instead.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	if err := SetSubreaper(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
