@@ -525,8 +525,11 @@ func (s *supervisor) runChild(ctx context.Context) int {
 	return stopWatchdog(status.ExitCode())
 }
 
-// flush drains the queue within --flush-timeout. A signal during the flush
-// ends it at once: the operator asked to stop, and the manifest lets the
+// flush runs a last scan, for whatever the watcher has not reported yet,
+// and drains the queue, both within --flush-timeout. The first terminating
+// signal that arrives meanwhile does not cut it short: it is usually the
+// orchestrator's stop (docker stop, E2B kill), which allows time for
+// exactly this. A second one ends the flush at once; the manifest lets the
 // next start finish the work.
 func (s *supervisor) flush() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Flush)
