@@ -418,8 +418,12 @@ func (c *Child) kill(why string, sig syscall.Signal) {
 	if c.state != StateRunning {
 		return
 	}
-	c.log.Warn(why+", killing the process group", "pgid", c.pid,
-		"signal", signalName(sig), "grace_ms", c.grace.Milliseconds())
+	// sig is the signal that cut the grace short; 0 when the grace ran out.
+	args := []any{"pgid", c.pid, "grace_ms", c.grace.Milliseconds()}
+	if sig != 0 {
+		args = append(args, "second_signal", signalName(sig))
+	}
+	c.log.Warn(why+", sending SIGKILL to the process group", args...)
 	if err := unix.Kill(-c.pid, syscall.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 		c.log.Error("unable to kill the process group", "pgid", c.pid, "error", err)
 	}
