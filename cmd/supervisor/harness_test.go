@@ -69,13 +69,24 @@ func startSupervisor(t *testing.T, dir string, env []string, args ...string) *su
 func startSupervisorCommand(t *testing.T, dir string, env []string, name string,
 	args ...string) *supervised {
 	t.Helper()
+	return startProcess(t, dir, env, nil, name, args...)
+}
+
+// startProcess starts name with args; stdout nil collects the output in the
+// returned supervised's stdout buffer.
+func startProcess(t *testing.T, dir string, env []string, stdout io.Writer, name string,
+	args ...string) *supervised {
+	t.Helper()
 	s := &supervised{addr: make(chan string, 1), done: make(chan struct{})}
 	s.cmd = exec.Command(name, args...)
 	s.cmd.Dir = dir
 	// A race-enabled binary sleeps a second at exit by default; nothing
 	// here needs that.
 	s.cmd.Env = append(append(cleanEnv(), "GORACE=atexit_sleep_ms=0"), env...)
-	s.cmd.Stdout = &s.stdout
+	s.cmd.Stdout = stdout
+	if stdout == nil {
+		s.cmd.Stdout = &s.stdout
+	}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -70,29 +69,5 @@ func TestStalledStdoutDoesNotHoldTheSupervisorAfterTheChildExits(t *testing.T) {
 func startSupervisorWithStdout(t *testing.T, dir string, stdout *os.File,
 	args ...string) *supervised {
 	t.Helper()
-	s := &supervised{addr: make(chan string, 1), done: make(chan struct{})}
-	s.cmd = exec.Command(supervisorBin, args...)
-	s.cmd.Dir = dir
-	s.cmd.Env = append(cleanEnv(), "GORACE=atexit_sleep_ms=0")
-	s.cmd.Stdout = stdout
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go s.readStderr(stderr)
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("supervisor stderr:\n%s", s.stderr.String())
-		}
-	})
-	return s
+	return startProcess(t, dir, nil, stdout, supervisorBin, args...)
 }
