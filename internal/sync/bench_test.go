@@ -37,17 +37,7 @@ func newBenchQueue(b *testing.B, debounce time.Duration) (*Queue, string, chan s
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		_ = q.Run(ctx)
-	}()
-	b.Cleanup(func() {
-		cancel()
-		<-stopped
-		_ = q.Close()
-	})
+	runQueue(b, q)
 	return q, ws, arrived
 }
 
@@ -173,4 +163,23 @@ func BenchmarkScanOf10000UnchangedFiles(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/10000, "ns/file")
+}
+
+// runQueue runs q until the benchmark ends, then stops it, closes it and
+// runs after (to release what the benchmark opened around the queue).
+func runQueue(b *testing.B, q *Queue, after ...func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = q.Run(ctx)
+	}()
+	b.Cleanup(func() {
+		cancel()
+		<-stopped
+		_ = q.Close()
+		for _, f := range after {
+			f()
+		}
+	})
 }

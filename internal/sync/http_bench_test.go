@@ -118,18 +118,7 @@ func benchQueue(b *testing.B, ws string, server *arrivalServer) *Queue {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		_ = q.Run(ctx)
-	}()
-	b.Cleanup(func() {
-		cancel()
-		<-stopped
-		_ = q.Close()
-		backend.client.CloseIdleConnections()
-	})
+	runQueue(b, q, backend.client.CloseIdleConnections)
 	return q
 }
 
